@@ -52,7 +52,7 @@ class Config:
 
 
 def _parse_np_array(text, where):
-    """Turn ``np.array([...], dtype=...).reshape(...)`` text into a (nested) list of floats."""
+    """Turn ``np.array([...], dtype=...)[.reshape(...)]`` text into the (nested) list it holds."""
     match = _NP_ARRAY.match(text)
     if not match:
         return text
@@ -60,11 +60,7 @@ def _parse_np_array(text, where):
         values = ast.literal_eval(match.group("lit"))
     except (ValueError, SyntaxError) as err:
         raise ConfigError("%s: cannot parse array literal %r: %s" % (where, text, err)) from err
-    if match.group("shape"):
-        import numpy as np
-        shape = tuple(int(s) for s in match.group("shape").split(",") if s.strip())
-        values = np.asarray(values, dtype=np.float64).reshape(shape).tolist()
-    return values
+    return values  # a trailing .reshape() only served broadcasting; consumers reshape themselves
 
 
 def _normalise(node, where=""):
@@ -140,6 +136,11 @@ def check_type(value, default, key):
     elif isinstance(default, float):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-3" (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif isinstance(default, str):
         if isinstance(value, str):
             return value

@@ -1,0 +1,110 @@
+"""Per-step training log: a log line, a CSV row and, at the end, a loss-curve PNG."""
+import csv
+import logging
+import os
+import time
+
+logger = logging.getLogger(__name__)
+
+CSV_FIELDS = ("step", "epoch", "lr", "loss", "hm_loss", "wh_loss", "off_loss", "loss_scale", "overflow",
+              "images_per_sec")
+
+
+class TrainingLog:
+    """Log every ``log_steps`` steps: epoch, step, total and per-term losses, lr, images/s.
+
+    ``csv_path`` receives one row per logged step (appended, so a resumed run continues the
+    file); ``plot()`` draws the curves to a PNG beside it.
+    """
+
+    def __init__(self, csv_path, batch_size, group_size, steps_per_epoch, total_steps, log_steps=1):
+        self.csv_path = csv_path
+        self.images_per_step = batch_size
+        self.group_size = group_size
+        self.steps_per_epoch = steps_per_epoch
+        self.total_steps = total_steps
+        self.log_steps = max(1, log_steps)
+        self.overflows = 0
+        self._last_time = None
+        self._last_step = None
+        self._file = None
+        if csv_path:
+            os.makedirs(os.path.dirname(os.path.abspath(csv_path)), exist_ok=True)
+            new = not os.path.exists(csv_path) or os.path.getsize(csv_path) == 0
+            self._file = open(csv_path, "a", newline="", encoding="utf-8")
+            self._writer = csv.writer(self._file)
+            if new:
+                self._writer.writerow(CSV_FIELDS)
+
+    def start(self, step):
+        """Mark the time origin just before ``step`` + 1 is run."""
+        self._last_time = time.perf_counter()
+        self._last_step = step
+
+    def record(self, step, outputs, lr):
+        """``step``: global data steps done (1-based); outputs: (total, hm, wh, off, overflow, scale)."""
+        total, hm_loss, wh_loss, off_loss, overflow, scale = outputs
+        if overflow:
+            self.overflows += 1
+            logger.warning("step %d: gradient overflow at loss scale %g; the step was skipped", step, scale)
+        if step % self.log_steps and step != self.total_steps:
+            return
+        now = time.perf_counter()
+        steps = step - self._last_step
+        seconds = max(now - self._last_time, 1e-9)
+        ips = steps * self.images_per_step / seconds
+        self._last_time, self._last_step = now, step
+        epoch = (step - 1) // self.steps_per_epoch + 1
+        in_epoch = (step - 1) % self.steps_per_epoch + 1
+        logger.info("epoch: %d, step: %d/%d (global %d/%d), loss: %.5f (hm %.5f, wh %.5f, off %.5f), lr: %.3e, "
+                    "loss_scale: %g, %.1f images/s%s", epoch, in_epoch, self.steps_per_epoch, step,
+                    self.total_steps, total, hm_loss, wh_loss, off_loss, lr, scale, ips,
+                    " (x%d devices)" % self.group_size if self.group_size > 1 else "")
+        if self._file:
+            self._writer.writerow((step, epoch, "%.6e" % lr, "%.6f" % total, "%.6f" % hm_loss, "%.6f" % wh_loss,
+                                   "%.6f" % off_loss, "%g" % scale, int(bool(overflow)), "%.2f" % ips))
+            self._file.flush()
+
+    def close(self):
+        if self._file:
+            self._file.close()
+            self._file = None
+
+
+def read_csv(csv_path):
+    """Rows of a training CSV as dicts of floats, the last row winning for a repeated step."""
+    rows = {}
+    with open(csv_path, newline="", encoding="utf-8") as f:
+        for row in csv.DictReader(f):
+            rows[int(row["step"])] = {k: float(v) for k, v in row.items()}
+    return [rows[s] for s in sorted(rows)]
+
+
+def plot_curves(csv_path, png_path):
+    """Draw total and per-term losses (log scale) and the learning rate against the step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_csv(csv_path)
+    if not rows:
+        logger.warning("no training rows in %s: no curve drawn", csv_path)
+        return None
+    steps = [r["step"] for r in rows]
+    fig, (ax_loss, ax_lr) = plt.subplots(2, 1, figsize=(8, 6), sharex=True, height_ratios=(3, 1))
+    for key, style in (("loss", "k-"), ("hm_loss", "r-"), ("wh_loss", "b-"), ("off_loss", "g-")):
+        ax_loss.plot(steps, [max(r[key], 1e-8) for r in rows], style, label=key, linewidth=1)
+    ax_loss.set_yscale("log")
+    ax_loss.set_ylabel("loss")
+    ax_loss.legend(loc="upper right")
+    ax_loss.grid(True, alpha=0.3)
+    ax_lr.plot(steps, [r["lr"] for r in rows], "m-", linewidth=1)
+    ax_lr.set_ylabel("learning rate")
+    ax_lr.set_xlabel("step")
+    ax_lr.grid(True, alpha=0.3)
+    fig.tight_layout()
+    tmp = os.path.join(os.path.dirname(os.path.abspath(png_path)), ".tmp-" + os.path.basename(png_path))
+    fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+    os.replace(tmp, png_path)
+    return png_path

@@ -1,0 +1,202 @@
+"""Training helpers: logging set-up, optimizer parameter groups and checkpoint I/O.
+
+Checkpoints are written to a hidden temporary name in the target folder and renamed when
+complete, so a run killed at any moment never leaves a truncated file as the newest one.
+"""
+import glob
+import logging
+import os
+import re
+import sys
+
+import mindspore as ms
+from mindspore import Tensor, nn
+
+logger = logging.getLogger(__name__)
+
+CKPT_PREFIX = "checkpoint_centernet"
+_CKPT_RE = re.compile(r"^%s-(\d+)_(\d+)\.ckpt$" % CKPT_PREFIX)
+HEAD_PREFIXES = ("hm.", "wh.", "reg.")
+# Parameters of the training cell that are not network weights: optimizer, loss scale, counters.
+_STATE_PREFIXES = ("moment1.", "moment2.")
+_STATE_NAMES = {"global_step", "learning_rate", "beta1_power", "beta2_power", "scale_sense",
+                "current_iterator_step", "last_overflow_iterator_step"}
+# Run metadata saved beside the parameters (checked when resuming).
+RUN_META_KEYS = ("data_step", "epoch", "total_steps", "steps_per_epoch", "batch_size", "group_size", "seed")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint cannot be read or does not fit the network."""
+
+
+def setup_logging(level="INFO", log_file=None, rank=None):
+    """Log to stderr (and ``log_file``) with time, level and, in distributed runs, the rank."""
+    tag = "" if rank is None else " [rank %d]" % rank
+    fmt = logging.Formatter("%(asctime)s %(levelname)s" + tag + " %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    root = logging.getLogger()
+    root.setLevel(getattr(logging, level))
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        root.addHandler(handler)
+
+
+def is_state_param(name):
+    return name.startswith(_STATE_PREFIXES) or name in _STATE_NAMES or name in RUN_META_KEYS
+
+
+def split_decay_params(params, rule):
+    """(decayed, not decayed) parameters under the named rule of train_config.Adam.decay_filter."""
+    if rule == "all":
+        return list(params), []
+    if rule == "none":
+        return [], list(params)
+    if rule == "exclude_bias_and_bn":
+        keep = [p for p in params if not p.name.endswith((".bias", ".beta", ".gamma"))]
+        return keep, [p for p in params if p.name.endswith((".bias", ".beta", ".gamma"))]
+    raise ValueError("train_config.Adam.decay_filter must be exclude_bias_and_bn, all or none, got %r" % rule)
+
+
+def build_optimizer(network, train_cfg, lr, eps):
+    """Adam over ``network``'s trainable parameters with the per-step learning rates ``lr``."""
+    params = network.trainable_params()
+    decay, no_decay = split_decay_params(params, train_cfg.Adam.decay_filter)
+    groups = [g for g in ({"params": decay, "weight_decay": float(train_cfg.Adam.weight_decay)},
+                          {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
+    groups.append({"order_params": params})
+    return nn.Adam(groups, learning_rate=Tensor(lr), eps=eps)
+
+
+def checkpoint_name(epoch, step_in_epoch):
+    return "%s-%d_%d.ckpt" % (CKPT_PREFIX, epoch, step_in_epoch)
+
+
+def list_checkpoints(folder):
+    """Complete training checkpoints in ``folder``, oldest first (by epoch, then step)."""
+    found = []
+    for path in glob.glob(os.path.join(folder, CKPT_PREFIX + "-*.ckpt")):
+        match = _CKPT_RE.match(os.path.basename(path))
+        if match:
+            found.append(((int(match.group(1)), int(match.group(2))), path))
+    return [p for _, p in sorted(found)]
+
+
+def remove_stale_temporaries(folder):
+    """Delete temporaries left by a killed run (they never count as checkpoints)."""
+    for path in glob.glob(os.path.join(folder, ".tmp-*.ckpt")):
+        os.remove(path)
+
+
+def save_checkpoint_atomic(cell, path, append_dict=None):
+    """ms.save_checkpoint to a hidden temporary beside ``path``, then rename onto ``path``."""
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, ".tmp-%d-%s" % (os.getpid(), name))
+    try:
+        ms.save_checkpoint(cell, tmp, append_dict=append_dict)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return path
+
+
+def prune_checkpoints(folder, keep):
+    """Keep the ``keep`` newest training checkpoints of ``folder``."""
+    paths = list_checkpoints(folder)
+    for path in paths[:max(0, len(paths) - keep)]:
+        os.remove(path)
+
+
+def read_checkpoint(path):
+    """name -> Parameter (or str) of a MindSpore checkpoint, with a clear error when unreadable."""
+    if not os.path.isfile(path):
+        raise CheckpointError("checkpoint not found: %s" % path)
+    try:
+        return ms.load_checkpoint(path)
+    except (ValueError, RuntimeError, TypeError) as err:
+        raise CheckpointError("cannot read checkpoint %s: %s" % (path, err)) from err
+
+
+def _short(names, limit=6):
+    names = list(names)
+    return ", ".join(names[:limit]) + (" ... (%d in all)" % len(names) if len(names) > limit else "")
+
+
+def load_network_weights(network, path, filter_weight=False):
+    """Load the network weights in ``path`` (backbone-only, network or training checkpoint).
+
+    Missing, unexpected and shape-mismatched parameters are reported by name. A shape
+    mismatch is an error, except in the heads when ``filter_weight`` is set (fine-tuning to
+    another class count): those heads keep their fresh initialisation. Returns the number of
+    parameters loaded.
+    """
+    saved = read_checkpoint(path)
+    own = {p.name: p for p in network.get_parameters()}
+    matched, mismatched, unexpected = {}, [], []
+    for name, value in saved.items():
+        if name in own:
+            if tuple(value.shape) == tuple(own[name].shape):
+                matched[name] = value
+            else:
+                mismatched.append("%s: checkpoint %s, network %s" % (name, tuple(value.shape), tuple(own[name].shape)))
+        elif not is_state_param(name):
+            unexpected.append(name)
+    if not matched:
+        raise CheckpointError("checkpoint %s holds no parameter of this network (first names: %s)"
+                              % (path, _short(saved)))
+    head_mismatch = [m for m in mismatched if m.startswith(HEAD_PREFIXES)]
+    body_mismatch = [m for m in mismatched if not m.startswith(HEAD_PREFIXES)]
+    if body_mismatch:
+        raise CheckpointError("checkpoint %s does not fit the network (block_type/block_class?): %s"
+                              % (path, _short(body_mismatch, 4)))
+    if head_mismatch and not filter_weight:
+        raise CheckpointError("checkpoint %s has heads of another shape (num_classes/cat_spec_wh?): %s; "
+                              "pass --filter_weight=true to keep fresh heads" % (path, _short(head_mismatch, 4)))
+    if head_mismatch:
+        logger.warning("filter_weight: heads left at their initialisation: %s", _short(head_mismatch, 4))
+    missing = [n for n in own if n not in saved]
+    if unexpected:
+        logger.warning("checkpoint %s: %d parameters unknown to the network, ignored: %s",
+                       path, len(unexpected), _short(unexpected))
+    backbone_missing = [n for n in missing if n.startswith("backbone.")]
+    if backbone_missing:
+        logger.warning("checkpoint %s lacks %d backbone parameters: %s", path, len(backbone_missing),
+                       _short(backbone_missing))
+    elif missing:
+        logger.info("checkpoint %s covers the backbone only; %d up-path/head parameters start fresh", path,
+                    len(missing))
+    ms.load_param_into_net(network, matched, strict_load=False)
+    logger.info("loaded %d of %d network parameters from %s", len(matched), len(own), path)
+    return len(matched)
+
+
+def load_train_state(train_cell, path, expected_meta):
+    """Restore every parameter of the training cell (weights, Adam, step, loss scale) from ``path``.
+
+    ``expected_meta`` (run settings that fix the data order and schedule) must equal the
+    saved ones. Returns the saved run metadata (data_step, epoch...).
+    """
+    saved = read_checkpoint(path)
+    meta = {k: int(saved[k].asnumpy()) for k in RUN_META_KEYS if k in saved}
+    if "data_step" not in meta:
+        raise CheckpointError("checkpoint %s is not a training checkpoint of train.py (no data_step): "
+                              "use it with --load_checkpoint_path and --resume=false" % path)
+    differing = ["%s: checkpoint %d, now %d" % (k, meta[k], v) for k, v in expected_meta.items()
+                 if k in meta and meta[k] != v]
+    if differing:
+        raise CheckpointError("cannot resume from %s, the run settings differ: %s" % (path, "; ".join(differing)))
+    own = {p.name: p for p in train_cell.get_parameters()}
+    missing = [n for n in own if n not in saved]
+    mismatched = ["%s: checkpoint %s, now %s" % (n, tuple(saved[n].shape), tuple(p.shape))
+                  for n, p in own.items() if n in saved and tuple(saved[n].shape) != tuple(p.shape)]
+    if missing or mismatched:
+        raise CheckpointError("cannot resume from %s, it was written by another configuration: %s"
+                              % (path, _short(["missing " + m for m in missing] + mismatched, 4)))
+    ms.load_param_into_net(train_cell, {n: saved[n] for n in own}, strict_load=True)
+    return meta

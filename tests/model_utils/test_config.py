@@ -1,0 +1,104 @@
+"""Configuration: yaml documents, typed overrides, choices and errors."""
+import pytest
+
+from src.model_utils.config import ConfigError, get_config, load_yaml, DEFAULT_CONFIG_PATH
+
+
+def test_defaults_follow_the_seed_tables():
+    cfg = get_config([])
+    assert cfg.epoch_size == 1 and cfg.train_steps == -1 and cfg.save_checkpoint_steps == 1000
+    assert cfg.mindrecord_prefix == "coco_det.train.mind" and cfg.run_mode == "val"
+    assert cfg.dataset_config.num_classes == 80 and cfg.dataset_config.max_objs == 128
+    assert cfg.dataset_config.input_res_train == [512, 512] and cfg.dataset_config.output_res == [128, 128]
+    assert cfg.dataset_config.input_res_test == [680, 680]
+    assert cfg.net_config.block_class == [3, 4, 23, 3] and cfg.net_config.wh_weight == 0.1
+    assert cfg.train_config.batch_size == 32 and cfg.train_config.loss_scale_value == 1024
+    assert cfg.train_config.MultiDecay.multi_epochs == [270, 300]
+    assert cfg.eval_config.K == 100 and cfg.eval_config.SOFT_NMS is True and cfg.eval_config.keep_res is True
+    assert len(cfg.dataset_config.coco_classes) == 80 and len(cfg.eval_config.color_list) == 80
+
+
+def test_every_option_has_help_and_choices_name_real_keys():
+    values, helper, choices = load_yaml(DEFAULT_CONFIG_PATH)
+
+    def walk(v, h, prefix=""):
+        for key, value in v.items():
+            assert key in h, "no help text for %s%s" % (prefix, key)
+            if isinstance(value, dict):
+                walk(value, h[key], prefix + key + ".")
+    walk(values, helper)
+    cfg = get_config([])
+    for key, allowed in choices.items():
+        assert cfg.get(key) in allowed, key
+
+
+def test_overrides_top_level_nested_and_lists():
+    cfg = get_config(["--device_target=CPU", "--net_config.block_class=[1,1,1,1]",
+                      "--dataset_config.input_res_train=[256,256]", "--train_config.batch_size", "4",
+                      "--distribute=true", "--train_config.PolyDecay.learning_rate=1e-3",
+                      "--eval_config.multi_scales=[0.5,1]"])
+    assert cfg.device_target == "CPU" and cfg.distribute is True
+    assert cfg.net_config.block_class == [1, 1, 1, 1]
+    assert cfg.train_config.batch_size == 4
+    assert cfg.train_config.PolyDecay.learning_rate == pytest.approx(1e-3)
+    assert cfg.eval_config.multi_scales == [0.5, 1.0] and isinstance(cfg.eval_config.multi_scales[1], float)
+    # output_res follows input_res_train / down_ratio
+    assert cfg.dataset_config.output_res == [64, 64]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epoch_sise=3"], "did you mean --epoch_size"),
+    (["--train_config.batch_sise=3"], "did you mean --train_config.batch_size"),
+    (["--device_target=TPU"], "not one of"),
+    (["--train_config.batch_size=4.5"], "expects int"),
+    (["--distribute=maybe"], "expects true or false"),
+    (["--net_config.block_class=[1,1.5,1,1]"], "expects int"),
+    (["--net_config=3"], "is a section"),
+    (["--dataset_config.output_res=[10,10]"], "must equal input_res_train"),
+    (["--dataset_config.input_res_train=[250,250]"], "multiples of 32"),
+    (["stray"], "unexpected argument"),
+    (["--config_path=/nonexistent/cfg.yaml"], "config file not found"),
+])
+def test_bad_options_name_the_key(argv, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        get_config(argv)
+
+
+def test_partial_yaml_is_merged_and_checked(tmp_path):
+    good = tmp_path / "small.yaml"
+    good.write_text("epoch_size: 3\nnet_config:\n    block_class: [2, 2, 2, 2]\n    block_type: BasicBlock\n")
+    cfg = get_config(["--config_path=%s" % good, "--epoch_size=5"])
+    assert cfg.epoch_size == 5 and cfg.net_config.block_type == "BasicBlock"
+    assert cfg.train_config.batch_size == 32  # untouched defaults remain
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("net_config:\n    blok_class: [1, 1, 1, 1]\n")
+    with pytest.raises(ConfigError, match="unknown key net_config.blok_class.*block_class"):
+        get_config(["--config_path=%s" % bad])
+    wrong_type = tmp_path / "wrong.yaml"
+    wrong_type.write_text("epoch_size: many\n")
+    with pytest.raises(ConfigError, match="epoch_size"):
+        get_config(["--config_path=%s" % wrong_type])
+
+
+def test_original_numpy_array_text_is_parsed_without_eval(tmp_path):
+    path = tmp_path / "orig.yaml"
+    path.write_text("dataset_config:\n"
+                    "    mean: np.array([0.1, 0.2, 0.3], dtype=np.float32).reshape(1, 1, 3)\n"
+                    "    eig_val: np.array([1.0, 2.0, 3.0], dtype=np.float32)\n"
+                    "    std: np.array([__import__('os').getcwd()])\n")
+    with pytest.raises(ConfigError, match="std"):
+        get_config(["--config_path=%s" % path])
+    path.write_text("dataset_config:\n"
+                    "    mean: np.array([0.1, 0.2, 0.3], dtype=np.float32).reshape(1, 1, 3)\n"
+                    "    eig_val: np.array([1.0, 2.0, 3.0], dtype=np.float32)\n")
+    cfg = get_config(["--config_path=%s" % path])
+    assert cfg.dataset_config.mean == [0.1, 0.2, 0.3]
+    assert cfg.dataset_config.eig_val == [1.0, 2.0, 3.0]
+
+
+def test_help_lists_options_with_choices(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        get_config(["--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    assert "--train_config.batch_size=32" in text and "{Ascend, GPU, CPU}" in text
