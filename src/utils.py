@@ -30,19 +30,24 @@ class CheckpointError(ValueError):
 
 
 def setup_logging(level="INFO", log_file=None, rank=None):
-    """Log to stderr (and ``log_file``) with time, level and, in distributed runs, the rank."""
+    """Log to stderr (and ``log_file``) with time, level and, in distributed runs, the rank.
+
+    Calling it again replaces only the handlers it installed before.
+    """
     tag = "" if rank is None else " [rank %d]" % rank
     fmt = logging.Formatter("%(asctime)s %(levelname)s" + tag + " %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
     root = logging.getLogger()
     root.setLevel(getattr(logging, level))
-    for handler in list(root.handlers):
+    for handler in [h for h in root.handlers if getattr(h, "_centernet", False)]:
         root.removeHandler(handler)
+        handler.close()
     handlers = [logging.StreamHandler(sys.stderr)]
     if log_file:
         os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
         handlers.append(logging.FileHandler(log_file))
     for handler in handlers:
         handler.setFormatter(fmt)
+        handler._centernet = True
         root.addHandler(handler)
 
 
