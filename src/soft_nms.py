@@ -1,0 +1,70 @@
+"""Gaussian soft-NMS (Bodla et al. 2017) with the official CenterNet settings.
+
+The compiled version (``src/_soft_nms.pyx``, built by ``python setup.py build_ext --inplace``)
+and the numpy version below implement the same algorithm step for step and are proven equal
+by the tests: for each position i, swap the highest-scoring remaining box into i, decay the
+score of every later box by its overlap with box i, and drop (keeping the order of the rest)
+the boxes whose score fell below ``threshold``. Overlaps use the official +1 pixel
+convention: area = (x2 - x1 + 1) * (y2 - y1 + 1).
+"""
+import logging
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+METHODS = {"linear": 1, "gaussian": 2, "hard": 0}
+
+try:
+    from ._soft_nms import soft_nms_cython as _compiled
+except ImportError:  # not built: fall back to numpy, saying how to build
+    _compiled = None
+
+
+def soft_nms_numpy(boxes, sigma=0.5, nt=0.5, threshold=0.001, method=2):
+    """boxes (N, 5) [x1, y1, x2, y2, score] -> kept boxes (M, 5) float32 with decayed scores."""
+    dets = np.array(boxes, dtype=np.float64).reshape(-1, 5)
+    n = len(dets)
+    i = 0
+    while i < n:
+        best = i + int(np.argmax(dets[i:n, 4]))
+        if best != i:
+            dets[[i, best]] = dets[[best, i]]
+        rest = dets[i + 1:n]
+        if len(rest):
+            box = dets[i]
+            iw = np.minimum(box[2], rest[:, 2]) - np.maximum(box[0], rest[:, 0]) + 1
+            ih = np.minimum(box[3], rest[:, 3]) - np.maximum(box[1], rest[:, 1]) + 1
+            inter = iw * ih
+            union = ((box[2] - box[0] + 1) * (box[3] - box[1] + 1)
+                     + (rest[:, 2] - rest[:, 0] + 1) * (rest[:, 3] - rest[:, 1] + 1) - inter)
+            overlap = np.where((iw > 0) & (ih > 0), inter / union, 0.0)
+            if method == 1:
+                weight = np.where(overlap > nt, 1 - overlap, 1.0)
+            elif method == 2:
+                weight = np.exp(-(overlap * overlap) / sigma)
+            else:
+                weight = np.where(overlap > nt, 0.0, 1.0)
+            rest[:, 4] *= np.where((iw > 0) & (ih > 0), weight, 1.0)
+            keep = rest[rest[:, 4] >= threshold]
+            dets[i + 1:i + 1 + len(keep)] = keep
+            n = i + 1 + len(keep)
+        i += 1
+    return dets[:n].astype(np.float32)
+
+
+def soft_nms(boxes, sigma=0.5, nt=0.5, threshold=0.001, method=2):
+    """Compiled soft-NMS when built, else the numpy version (same results)."""
+    if _compiled is not None:
+        return _compiled(np.ascontiguousarray(boxes, dtype=np.float64).reshape(-1, 5), sigma, nt, threshold, method)
+    return soft_nms_numpy(boxes, sigma, nt, threshold, method)
+
+
+def is_compiled():
+    return _compiled is not None
+
+
+def warn_if_not_compiled():
+    if _compiled is None:
+        logger.warning("compiled soft-NMS not built: using the numpy version (same results, slower). "
+                       "Build it with 'python setup.py build_ext --inplace' (needs Cython and a C compiler).")
