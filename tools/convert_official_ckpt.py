@@ -318,7 +318,8 @@ def infer_architecture(state_dict, backbone_only=False):
     if wh is None:
         raise CheckpointError("no 'wh' head (wh.0.weight/wh.2.weight) in the checkpoint")
     if wh[0] not in (2, 2 * num_classes):
-        raise CheckpointError("key %r has %d output channels: expected 2 or 2 x %d classes" % (wh[2], wh[0], num_classes))
+        raise CheckpointError("key %r has %d output channels: expected 2 or 2 x %d classes"
+                              % (wh[2], wh[0], num_classes))
     return Architecture(block_type, block_class, False, num_classes=num_classes, head_conv=head_conv[0],
                         cat_spec_wh=wh[0] == 2 * num_classes and num_classes != 1,
                         reg_offset=_head_out(state_dict, "reg") is not None)
