@@ -14,7 +14,7 @@ from mindspore import nn
 from mindspore.communication.management import get_group_size, get_rank, init
 
 from src.centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep
-from src.dataset import create_train_dataset, read_dataset_meta
+from src.dataset import create_train_dataset, dataset_size
 from src.lr_schedule import adam_eps, build_lr
 from src.model_utils.config import ConfigError, get_config
 from src.model_utils.device_adapter import get_device_id
@@ -84,16 +84,15 @@ class Trainer:
         self.cfg, self.rank, self.group_size = cfg, rank, group_size
         batch_size = cfg.train_config.batch_size
         self.batch_size = batch_size
-        meta = read_dataset_meta(cfg.mindrecord_dir, cfg.mindrecord_prefix)
+        if not cfg.mindrecord_dir:
+            raise ConfigError("--mindrecord_dir is required: the folder written by src/dataset.py "
+                              "(scripts/convert_dataset_to_mindrecord.sh)")
+        num_images = dataset_size(cfg.mindrecord_dir, cfg.mindrecord_prefix)
         num_classes = cfg.dataset_config.num_classes
-        if meta["num_classes"] != num_classes:
-            raise ConfigError("dataset_config.num_classes is %d but the MindRecord dataset in %s has %d categories"
-                              % (num_classes, cfg.mindrecord_dir, meta["num_classes"]))
-        per_rank = meta["num_images"] // group_size
-        self.steps_per_epoch = per_rank // batch_size
+        self.steps_per_epoch = (num_images // group_size) // batch_size
         if self.steps_per_epoch == 0:
             raise ConfigError("the MindRecord dataset in %s has %d images: too few for %d device(s) x batch_size %d"
-                              % (cfg.mindrecord_dir, meta["num_images"], group_size, batch_size))
+                              % (cfg.mindrecord_dir, num_images, group_size, batch_size))
         self.total_steps = cfg.train_steps if cfg.train_steps > 0 else cfg.epoch_size * self.steps_per_epoch
 
         ms.set_seed(cfg.seed)  # identical initial weights on every rank
@@ -220,7 +219,7 @@ def main(argv=None):
         cfg = get_config(argv)
         setup_logging(cfg.log_level)
         moxing_wrapper(cfg)(run_train)(cfg)
-    except (ConfigError, CheckpointError, FileNotFoundError) as err:
+    except (ConfigError, CheckpointError, OSError, ValueError) as err:
         logger.error("%s", err)
         return 2
     return 0
