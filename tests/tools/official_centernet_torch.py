@@ -11,6 +11,7 @@ does each of its four neighbours that falls outside the image).
 """
 import math
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -273,3 +274,19 @@ def ctdet_decode(heat, wh, reg=None, cat_spec_wh=False, K=100):
         sizes = torch.gather(sizes, 2, clses.long().view(batch, K, 1, 1).expand(batch, K, 1, 2)).view(batch, K, 2)
     return torch.stack([xs - sizes[..., 0] / 2, ys - sizes[..., 1] / 2, xs + sizes[..., 0] / 2,
                         ys + sizes[..., 1] / 2, scores, clses], dim=2)
+
+
+def ctdet_post_process(dets, center, scale, out_height, out_width, num_classes):
+    """The official ctdet post-processing of one image without rotation, in closed form.
+
+    The official inverse affine transform (rotation 0) is a similarity: an output-map point
+    p goes to center + (p - (out_width / 2, out_height / 2)) * scale_w / out_width, where
+    scale_w is the first entry of ``scale``. dets (K, 6) numpy -> {class id 1..C: (n, 5)}.
+    """
+    factor = float(np.atleast_1d(scale)[0]) / out_width
+    half = np.array([out_width / 2.0, out_height / 2.0])
+    boxes = dets[:, :4].reshape(-1, 2, 2)
+    boxes = (np.asarray(center, np.float64) + (boxes - half) * factor).reshape(-1, 4)
+    classes = dets[:, 5]
+    return {j + 1: np.concatenate([boxes[classes == j], dets[classes == j, 4:5]], axis=1).astype(np.float32)
+            for j in range(num_classes)}

@@ -22,6 +22,7 @@ from src.centernet_det import CenterNetDet
 from src.decode import CenterNetDetEval, DetectionDecode
 from src.deform_conv import ModulatedDeformConv2d
 from src.model_utils.config import get_config
+from src.post_process import post_process_image
 from src.utils import CheckpointError, load_network_weights
 from tools import convert_official_ckpt as conv
 
@@ -167,7 +168,7 @@ def _torch_flip_detections(ref, torch, model, image, K):
         return ref.ctdet_decode(hm, wh, out["reg"][0:1], K=K).numpy()
 
 
-def _assert_same_detections(ours, theirs, margin=1e-4):
+def _assert_same_detections(ours, theirs, box_atol=2 * TOL, margin=1e-4):
     """Same boxes, scores and classes, robust to near-ties in the ranking.
 
     Below the K-th score (plus a margin far above the score differences) the two top-K lists
@@ -183,8 +184,16 @@ def _assert_same_detections(ours, theirs, margin=1e-4):
                 same_class = second[second[:, 5] == det[5]]
                 assert len(same_class), det
                 closest = same_class[np.abs(same_class[:, :4] - det[:4]).max(axis=1).argmin()]
-                np.testing.assert_allclose(closest[:4], det[:4], atol=2 * TOL)  # box, output pixels
+                np.testing.assert_allclose(closest[:4], det[:4], atol=box_atol)  # box
                 np.testing.assert_allclose(closest[4], det[4], atol=2e-5)       # score
+
+
+def _flatten_per_class(per_class, classes):
+    """Per-class (n, 5) lists -> (1, K, 6) [x1, y1, x2, y2, score, class], highest score first."""
+    rows = np.concatenate([np.concatenate([np.asarray(boxes, np.float64).reshape(-1, 5),
+                                           np.full((len(boxes), 1), j, np.float64)], axis=1)
+                           for j, boxes in zip(classes, per_class)])
+    return rows[np.argsort(-rows[:, 4], kind="stable")][None]
 
 
 @pytest.mark.parametrize("depth", [18, 101])
@@ -225,6 +234,15 @@ def test_converted_official_network_gives_the_same_heads_and_detections(ref, dep
     theirs = ref.ctdet_decode(torch.sigmoid(torch.from_numpy(expected["hm"])), torch.from_numpy(expected["wh"]),
                               torch.from_numpy(expected["reg"]), K=K).numpy()
     _assert_same_detections(ours, theirs)
+    # back onto a 90x120 image tested at its own resolution padded to 96x128 (official keep_res:
+    # centre (w // 2, h // 2), scale = the padded size), official single-scale protocol (no NMS)
+    meta = {"c": np.array([60.0, 45.0], np.float32), "s": np.array([128.0, 96.0], np.float32),
+            "out_height": 24, "out_width": 32}
+    per_class = post_process_image([(ours[0], meta, 1.0)], 80, use_soft_nms=False, max_per_image=100)
+    official = ref.ctdet_post_process(theirs[0], meta["c"], meta["s"], 24, 32, 80)
+    _assert_same_detections(_flatten_per_class(per_class, range(80)),
+                            _flatten_per_class([official[j + 1] for j in range(80)], range(80)),
+                            box_atol=2 * TOL * 128 / 32)  # boxes in image pixels: 4x the output map
     if depth == 18:  # eval.py's cell, with the flip test
         flipped = CenterNetDetEval(net, K=K, flip_test=True)(Tensor(image[0:1].numpy())).asnumpy()
         _assert_same_detections(flipped, _torch_flip_detections(ref, torch, model, image[0:1], K))
