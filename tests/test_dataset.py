@@ -356,6 +356,28 @@ def test_transform_is_picklable_and_deterministic(make_config, synthetic_mindrec
     assert not np.array_equal(first[0], other[0])
 
 
+def test_transform_handles_gray_rgba_png_and_empty_rows(make_config, synthetic_coco, synthetic_mindrecord):
+    t = D.TrainTransform(make_config(SMALL))
+    doc = _load(synthetic_coco.train_ann)
+    with_objects = {a["image_id"] for a in doc["annotations"]}
+    rows = _rows(synthetic_mindrecord.mindrecord_dir)
+    kinds = set()
+    for entry in doc["images"]:
+        raw = cv2.imread(os.path.join(synthetic_coco.train_images, entry["file_name"]), cv2.IMREAD_UNCHANGED)
+        kind = "gray" if raw.ndim == 2 else "rgba" if raw.shape[2] == 4 else "empty" \
+            if entry["id"] not in with_objects else None
+        if kind is None:
+            continue
+        row = rows[entry["id"]]
+        out = dict(zip(t.columns, t(row["image"], row["image_id"], row["bboxes"], row["category_id"],
+                                    row["iscrowd"], np.int64(0))))
+        assert out["image"].shape == (3, 128, 128) and np.isfinite(out["image"]).all()
+        if kind == "empty":
+            assert out["reg_mask"].sum() == 0 and out["hm"].max() == 0
+        kinds.add(kind)
+    assert kinds == {"gray", "rgba", "empty"}
+
+
 # ----------------------------------------------------------------------------- training pipeline
 
 @pytest.mark.parametrize("layout", ["default", "dense_wh", "cat_spec_wh"])
