@@ -94,7 +94,8 @@ def _group_annotations(annotations, image_ids, category_ids, ann_file):
             raise ValueError("%s: annotation %r has no valid bbox/category_id/image_id: %r"
                              % (ann_file, ann.get("id") if isinstance(ann, dict) else ann, err)) from err
         if cat not in category_ids:
-            raise ValueError("%s: annotation %r uses category_id %d, not in 'categories'" % (ann_file, ann.get("id"), cat))
+            raise ValueError("%s: annotation %r uses category_id %d, not in 'categories'"
+                             % (ann_file, ann.get("id"), cat))
         if img not in image_ids:
             dropped["unknown_image"] += 1
         elif w <= 0 or h <= 0:
