@@ -139,6 +139,21 @@ def test_missing_inputs_raise_naming_the_path_and_write_nothing(synthetic_coco, 
     assert not os.path.exists(out)
 
 
+def test_unknown_category_is_an_error_and_orphan_annotations_are_dropped(synthetic_coco, tmp_path):
+    doc = _load(synthetic_coco.train_ann)
+    doc["annotations"].append(dict(doc["annotations"][0], id=10 ** 6, image_id=424242))
+    orphan = tmp_path / "orphan.json"
+    orphan.write_text(json.dumps(doc), encoding="utf-8")
+    summary = D.coco_to_mindrecord(str(orphan), synthetic_coco.train_images, str(tmp_path / "mr"), workers=1)
+    assert summary["dropped_annotations"] == {"unknown_image": 1} and summary["num_images"] == 24
+    doc["annotations"][-1] = dict(doc["annotations"][0], id=10 ** 6, category_id=999)
+    unknown = tmp_path / "unknown_cat.json"
+    unknown.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown_cat.json.*999"):
+        D.coco_to_mindrecord(str(unknown), synthetic_coco.train_images, str(tmp_path / "mr2"), workers=1)
+    assert not os.path.exists(str(tmp_path / "mr2"))
+
+
 def test_failure_mid_write_leaves_no_partial_output(synthetic_coco, tmp_path, monkeypatch):
     from mindspore.mindrecord import FileWriter
     out = str(tmp_path / "mr")
