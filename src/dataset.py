@@ -46,6 +46,7 @@ CHUNK_BYTES = 64 << 20       # flush rows to the writer past this many image byt
 MSRA_SIGMA = 4               # official --hm_gauss default: heatmap sigma with mse_loss
 RAND_CROP_SCALES = np.arange(0.6, 1.4, 0.1)  # official: 0.6 ... 1.3
 RAND_CROP_BORDER = 128
+PREFETCH_BYTES = 512 << 20   # queued batches per pipeline stage (see _limit_prefetch)
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -587,6 +588,7 @@ def create_train_dataset(cfg, mindrecord_dir, prefix, batch_size, rank=0, group_
     if start_step < 0 or total_steps <= 0:
         raise ValueError("need start_step >= 0 and total_steps > 0, got %d and %d" % (start_step, total_steps))
     workers = max(1, min(num_parallel_workers or cfg.num_parallel_workers, os.cpu_count() or 1))  # MindSpore's limit
+    _limit_prefetch(sample_nbytes(cfg) * batch_size)
     source = _StreamSource(files, plan, start_step * batch_size, total_steps * batch_size)
     dataset = ds.GeneratorDataset(source, column_names=SOURCE_COLUMNS, shuffle=False, num_parallel_workers=1,
                                   python_multiprocessing=False)
@@ -597,6 +599,31 @@ def create_train_dataset(cfg, mindrecord_dir, prefix, batch_size, rank=0, group_
     LOGGER.info("training data: %d images, rank %d/%d, %d steps per epoch, steps %d..%d, %d workers",
                 num_rows, rank, group_size, plan.steps_per_epoch, start_step, start_step + total_steps - 1, workers)
     return dataset, plan.steps_per_epoch
+
+
+def sample_nbytes(cfg):
+    """Bytes of one preprocessed training sample (all train_columns), e.g. 8.4 MB at 512x512, 80 classes."""
+    d, n = cfg.dataset_config, cfg.net_config
+    (in_h, in_w), (out_h, out_w) = d.input_res_train, d.output_res
+    c, m = d.num_classes, d.max_objs
+    per_column = {"image": 3 * in_h * in_w, "hm": c * out_h * out_w, "reg_mask": m, "ind": m, "wh": 2 * m,
+                  "reg": 2 * m, "dense_wh": 2 * out_h * out_w, "dense_wh_mask": 2 * out_h * out_w,
+                  "cat_spec_wh": 2 * c * m, "cat_spec_mask": 2 * c * m}
+    return 4 * sum(per_column[col] for col in train_columns(n))
+
+
+def _limit_prefetch(batch_nbytes):
+    """Lower MindSpore's (global) per-op queue depth so queued batches stay near PREFETCH_BYTES.
+
+    With the default depth of 16, a slow consumer lets 512x512/80-class batches of 16 pile
+    up to about 4 GB; small quick-start batches keep the default.
+    """
+    import mindspore.dataset as ds
+    depth = max(2, int(PREFETCH_BYTES // max(batch_nbytes, 1)))
+    if ds.config.get_prefetch_size() > depth:
+        LOGGER.info("lowering the dataset prefetch size from %d to %d (%.0f MB per batch)",
+                    ds.config.get_prefetch_size(), depth, batch_nbytes / 2 ** 20)
+        ds.config.set_prefetch_size(depth)
 
 
 def _check_classes(cfg, mindrecord_dir, prefix):

@@ -416,6 +416,21 @@ def test_pipeline_columns_shapes_dtypes(make_config, synthetic_mindrecord, layou
         shape, dtype = shapes[name]
         assert value.shape == (BATCH,) + shape and value.dtype == dtype, name
     assert batches[0][columns.index("reg_mask")].sum() > 0
+    assert D.sample_nbytes(cfg) * BATCH == sum(v.nbytes for v in batches[0])
+
+
+def test_prefetch_is_lowered_for_big_batches_only(make_config):
+    before = ds.config.get_prefetch_size()
+    try:
+        ds.config.set_prefetch_size(16)
+        D._limit_prefetch(4 << 20)
+        assert ds.config.get_prefetch_size() == 16
+        big = make_config(**{"dataset_config.num_classes": 80})
+        assert D.sample_nbytes(big) == 4 * (3 * 512 * 512 + 80 * 128 * 128 + 6 * 128)
+        D._limit_prefetch(D.sample_nbytes(big) * 32)
+        assert ds.config.get_prefetch_size() == 2
+    finally:
+        ds.config.set_prefetch_size(before)
 
 
 def test_pipeline_deterministic_resumable_and_worker_independent(make_config, synthetic_mindrecord):
