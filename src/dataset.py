@@ -46,6 +46,7 @@ CHUNK_BYTES = 64 << 20       # flush rows to the writer past this many image byt
 MSRA_SIGMA = 4               # official --hm_gauss default: heatmap sigma with mse_loss
 RAND_CROP_SCALES = np.arange(0.6, 1.4, 0.1)  # official: 0.6 ... 1.3
 RAND_CROP_BORDER = 128
+PREFETCH_BYTES = 512 << 20   # queued batches per pipeline stage (see _limit_prefetch)
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -94,7 +95,8 @@ def _group_annotations(annotations, image_ids, category_ids, ann_file):
             raise ValueError("%s: annotation %r has no valid bbox/category_id/image_id: %r"
                              % (ann_file, ann.get("id") if isinstance(ann, dict) else ann, err)) from err
         if cat not in category_ids:
-            raise ValueError("%s: annotation %r uses category_id %d, not in 'categories'" % (ann_file, ann.get("id"), cat))
+            raise ValueError("%s: annotation %r uses category_id %d, not in 'categories'"
+                             % (ann_file, ann.get("id"), cat))
         if img not in image_ids:
             dropped["unknown_image"] += 1
         elif w <= 0 or h <= 0:
@@ -124,21 +126,20 @@ def _read_chunk(paths):
     return [read_and_check(p) for p in paths]
 
 
-def _chunked_results(paths, workers):
+def _chunked_results(paths, pool, workers):
     """Yield read_and_check results in order; at most 2 * workers chunks in flight (flat memory)."""
     chunks = [paths[i:i + CHUNK_IMAGES] for i in range(0, len(paths), CHUNK_IMAGES)]
-    if workers <= 1:
+    if pool is None:
         for chunk in chunks:
             yield from _read_chunk(chunk)
         return
-    with multiprocessing.get_context("fork").Pool(workers) as pool:
-        pending = collections.deque()
-        for chunk in chunks:
-            pending.append(pool.apply_async(_read_chunk, (chunk,)))
-            if len(pending) >= 2 * workers:
-                yield from pending.popleft().get()
-        while pending:
+    pending = collections.deque()
+    for chunk in chunks:
+        pending.append(pool.apply_async(_read_chunk, (chunk,)))
+        if len(pending) >= 2 * workers:
             yield from pending.popleft().get()
+    while pending:
+        yield from pending.popleft().get()
 
 
 def _make_row(image, data, objects, cat_index):
@@ -166,21 +167,26 @@ def _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index, ima
     writer.add_index(["image_id"])
     paths = [os.path.join(image_dir, i["file_name"]) for i in images]
     rows, row_bytes, written, objects, skipped = [], 0, 0, 0, []
-    with tqdm(total=len(images), unit="img", desc="convert", disable=None, mininterval=1.0) as bar:
-        for image, path, (data, reason) in zip(images, paths, _chunked_results(paths, workers)):
-            bar.update(1)
-            if data is None:
-                LOGGER.warning("skipping image %d (%s): %s", image["id"], path, reason)
-                skipped.append({"image_id": image["id"], "file": path, "reason": reason})
-                continue
-            objs = anns_by_image.get(image["id"], [])
-            rows.append(_make_row(image, data, objs, cat_index))
-            row_bytes += len(data)
-            objects += len(objs)
-            if len(rows) >= CHUNK_IMAGES or row_bytes >= CHUNK_BYTES:
-                writer.write_raw_data(rows)
-                written += len(rows)
-                rows, row_bytes = [], 0
+    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+    try:
+        with tqdm(total=len(images), unit="img", desc="convert", disable=None, mininterval=1.0) as bar:
+            for image, path, (data, reason) in zip(images, paths, _chunked_results(paths, pool, workers)):
+                bar.update(1)
+                if data is None:
+                    LOGGER.warning("skipping image %d (%s): %s", image["id"], path, reason)
+                    skipped.append({"image_id": image["id"], "file": path, "reason": reason})
+                    continue
+                objs = anns_by_image.get(image["id"], [])
+                rows.append(_make_row(image, data, objs, cat_index))
+                row_bytes += len(data)
+                objects += len(objs)
+                if len(rows) >= CHUNK_IMAGES or row_bytes >= CHUNK_BYTES:
+                    writer.write_raw_data(rows)
+                    written += len(rows)
+                    rows, row_bytes = [], 0
+    finally:
+        if pool is not None:
+            pool.terminate()
     if written + len(rows) == 0:
         raise RuntimeError("no readable image among the %d listed for %s" % (len(images), image_dir))
     if rows:
@@ -200,6 +206,20 @@ def _publish(tmp_dir, mindrecord_dir, prefix, overwrite):
         if name != meta_name:
             os.replace(os.path.join(tmp_dir, name), os.path.join(mindrecord_dir, name))
     os.replace(os.path.join(tmp_dir, meta_name), os.path.join(mindrecord_dir, meta_name))
+
+
+def _summary(prefix, shards, categories, written, objects, skipped, stats, ann_file, image_dir):
+    """The conversion summary, also stored as the <prefix>.meta.json sidecar."""
+    return {
+        "prefix": prefix, "shards": shards,
+        "files": [prefix] if shards == 1 else ["%s%d" % (prefix, i) for i in range(shards)],
+        "categories": [{"index": k, "id": c["id"], "name": c["name"]} for k, c in enumerate(categories)],
+        "num_classes": len(categories), "num_images": written, "num_objects": objects,
+        "num_skipped": len(skipped), "skipped_reasons": dict(collections.Counter(s["reason"] for s in skipped)),
+        "skipped": skipped, "num_dropped_annotations": sum(stats["dropped_annotations"].values()),
+        "dropped_annotations": stats["dropped_annotations"],
+        "ann_file": os.path.abspath(ann_file), "image_dir": os.path.abspath(image_dir),
+    }
 
 
 def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=DEFAULT_PREFIX, shards=8, workers=0,
@@ -229,16 +249,7 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=DEFAULT_PREFI
     try:
         written, skipped, objects = _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index,
                                                   image_dir, workers)
-        shard_names = [prefix] if shards == 1 else ["%s%d" % (prefix, i) for i in range(shards)]
-        summary = {
-            "prefix": prefix, "files": shard_names, "shards": shards,
-            "categories": [{"index": k, "id": c["id"], "name": c["name"]} for k, c in enumerate(categories)],
-            "num_classes": len(categories), "num_images": written, "num_objects": objects,
-            "num_skipped": len(skipped), "skipped_reasons": dict(collections.Counter(s["reason"] for s in skipped)),
-            "skipped": skipped, "num_dropped_annotations": sum(stats["dropped_annotations"].values()),
-            "dropped_annotations": stats["dropped_annotations"],
-            "ann_file": os.path.abspath(ann_file), "image_dir": os.path.abspath(image_dir),
-        }
+        summary = _summary(prefix, shards, categories, written, objects, skipped, stats, ann_file, image_dir)
         with open(os.path.join(tmp_dir, prefix + META_SUFFIX), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=1)
         _publish(tmp_dir, mindrecord_dir, prefix, overwrite)
@@ -557,8 +568,11 @@ def create_train_dataset(cfg, mindrecord_dir, prefix, batch_size, rank=0, group_
     """Training dataset of ``total_steps`` batches starting at step ``start_step``; -> (dataset, steps_per_epoch).
 
     Columns: train_columns(cfg.net_config), each with a leading batch dimension.
-    ``total_steps`` None means the rest of the configured run: cfg.train_steps if > 0,
-    else cfg.epoch_size epochs, minus ``start_step``.
+    ``total_steps`` counts the batches produced from ``start_step`` on (resuming at step k
+    of a T-step run: start_step=k, total_steps=T-k); None means the rest of the configured
+    run: cfg.train_steps if > 0, else cfg.epoch_size epochs, minus ``start_step``.
+    The dataset is one pass over that stream: iterate it once (num_epochs=1, or
+    Model.train(1, ...)); iterating again replays the same batches.
     """
     import mindspore.dataset as ds
     files = mindrecord_files(mindrecord_dir, prefix)
@@ -573,7 +587,8 @@ def create_train_dataset(cfg, mindrecord_dir, prefix, batch_size, rank=0, group_
         total_steps = run - start_step
     if start_step < 0 or total_steps <= 0:
         raise ValueError("need start_step >= 0 and total_steps > 0, got %d and %d" % (start_step, total_steps))
-    workers = num_parallel_workers or min(cfg.num_parallel_workers, os.cpu_count() or 1)
+    workers = max(1, min(num_parallel_workers or cfg.num_parallel_workers, os.cpu_count() or 1))  # MindSpore's limit
+    _limit_prefetch(sample_nbytes(cfg) * batch_size)
     source = _StreamSource(files, plan, start_step * batch_size, total_steps * batch_size)
     dataset = ds.GeneratorDataset(source, column_names=SOURCE_COLUMNS, shuffle=False, num_parallel_workers=1,
                                   python_multiprocessing=False)
@@ -584,6 +599,31 @@ def create_train_dataset(cfg, mindrecord_dir, prefix, batch_size, rank=0, group_
     LOGGER.info("training data: %d images, rank %d/%d, %d steps per epoch, steps %d..%d, %d workers",
                 num_rows, rank, group_size, plan.steps_per_epoch, start_step, start_step + total_steps - 1, workers)
     return dataset, plan.steps_per_epoch
+
+
+def sample_nbytes(cfg):
+    """Bytes of one preprocessed training sample (all train_columns), e.g. 8.4 MB at 512x512, 80 classes."""
+    d, n = cfg.dataset_config, cfg.net_config
+    (in_h, in_w), (out_h, out_w) = d.input_res_train, d.output_res
+    c, m = d.num_classes, d.max_objs
+    per_column = {"image": 3 * in_h * in_w, "hm": c * out_h * out_w, "reg_mask": m, "ind": m, "wh": 2 * m,
+                  "reg": 2 * m, "dense_wh": 2 * out_h * out_w, "dense_wh_mask": 2 * out_h * out_w,
+                  "cat_spec_wh": 2 * c * m, "cat_spec_mask": 2 * c * m}
+    return 4 * sum(per_column[col] for col in train_columns(n))
+
+
+def _limit_prefetch(batch_nbytes):
+    """Lower MindSpore's (global) per-op queue depth so queued batches stay near PREFETCH_BYTES.
+
+    With the default depth of 16, a slow consumer lets 512x512/80-class batches of 16 pile
+    up to about 4 GB; small quick-start batches keep the default.
+    """
+    import mindspore.dataset as ds
+    depth = max(2, int(PREFETCH_BYTES // max(batch_nbytes, 1)))
+    if ds.config.get_prefetch_size() > depth:
+        LOGGER.info("lowering the dataset prefetch size from %d to %d (%.0f MB per batch)",
+                    ds.config.get_prefetch_size(), depth, batch_nbytes / 2 ** 20)
+        ds.config.set_prefetch_size(depth)
 
 
 def _check_classes(cfg, mindrecord_dir, prefix):

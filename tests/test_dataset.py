@@ -139,6 +139,21 @@ def test_missing_inputs_raise_naming_the_path_and_write_nothing(synthetic_coco, 
     assert not os.path.exists(out)
 
 
+def test_unknown_category_is_an_error_and_orphan_annotations_are_dropped(synthetic_coco, tmp_path):
+    doc = _load(synthetic_coco.train_ann)
+    doc["annotations"].append(dict(doc["annotations"][0], id=10 ** 6, image_id=424242))
+    orphan = tmp_path / "orphan.json"
+    orphan.write_text(json.dumps(doc), encoding="utf-8")
+    summary = D.coco_to_mindrecord(str(orphan), synthetic_coco.train_images, str(tmp_path / "mr"), workers=1)
+    assert summary["dropped_annotations"] == {"unknown_image": 1} and summary["num_images"] == 24
+    doc["annotations"][-1] = dict(doc["annotations"][0], id=10 ** 6, category_id=999)
+    unknown = tmp_path / "unknown_cat.json"
+    unknown.write_text(json.dumps(doc), encoding="utf-8")
+    with pytest.raises(ValueError, match="unknown_cat.json.*999"):
+        D.coco_to_mindrecord(str(unknown), synthetic_coco.train_images, str(tmp_path / "mr2"), workers=1)
+    assert not os.path.exists(str(tmp_path / "mr2"))
+
+
 def test_failure_mid_write_leaves_no_partial_output(synthetic_coco, tmp_path, monkeypatch):
     from mindspore.mindrecord import FileWriter
     out = str(tmp_path / "mr")
@@ -356,6 +371,28 @@ def test_transform_is_picklable_and_deterministic(make_config, synthetic_mindrec
     assert not np.array_equal(first[0], other[0])
 
 
+def test_transform_handles_gray_rgba_png_and_empty_rows(make_config, synthetic_coco, synthetic_mindrecord):
+    t = D.TrainTransform(make_config(SMALL))
+    doc = _load(synthetic_coco.train_ann)
+    with_objects = {a["image_id"] for a in doc["annotations"]}
+    rows = _rows(synthetic_mindrecord.mindrecord_dir)
+    kinds = set()
+    for entry in doc["images"]:
+        raw = cv2.imread(os.path.join(synthetic_coco.train_images, entry["file_name"]), cv2.IMREAD_UNCHANGED)
+        kind = "gray" if raw.ndim == 2 else "rgba" if raw.shape[2] == 4 else "empty" \
+            if entry["id"] not in with_objects else None
+        if kind is None:
+            continue
+        row = rows[entry["id"]]
+        out = dict(zip(t.columns, t(row["image"], row["image_id"], row["bboxes"], row["category_id"],
+                                    row["iscrowd"], np.int64(0))))
+        assert out["image"].shape == (3, 128, 128) and np.isfinite(out["image"]).all()
+        if kind == "empty":
+            assert out["reg_mask"].sum() == 0 and out["hm"].max() == 0
+        kinds.add(kind)
+    assert kinds == {"gray", "rgba", "empty"}
+
+
 # ----------------------------------------------------------------------------- training pipeline
 
 @pytest.mark.parametrize("layout", ["default", "dense_wh", "cat_spec_wh"])
@@ -379,6 +416,21 @@ def test_pipeline_columns_shapes_dtypes(make_config, synthetic_mindrecord, layou
         shape, dtype = shapes[name]
         assert value.shape == (BATCH,) + shape and value.dtype == dtype, name
     assert batches[0][columns.index("reg_mask")].sum() > 0
+    assert D.sample_nbytes(cfg) * BATCH == sum(v.nbytes for v in batches[0])
+
+
+def test_prefetch_is_lowered_for_big_batches_only(make_config):
+    before = ds.config.get_prefetch_size()
+    try:
+        ds.config.set_prefetch_size(16)
+        D._limit_prefetch(4 << 20)
+        assert ds.config.get_prefetch_size() == 16
+        big = make_config(**{"dataset_config.num_classes": 80})
+        assert D.sample_nbytes(big) == 4 * (3 * 512 * 512 + 80 * 128 * 128 + 6 * 128)
+        D._limit_prefetch(D.sample_nbytes(big) * 32)
+        assert ds.config.get_prefetch_size() == 2
+    finally:
+        ds.config.set_prefetch_size(before)
 
 
 def test_pipeline_deterministic_resumable_and_worker_independent(make_config, synthetic_mindrecord):
