@@ -202,26 +202,32 @@ def shape_order(entries, settings):
 
 
 def detect_images(entries, path_of, predict, settings, category_ids, on_image=None, workers=None,
-                  progress=True, desc="eval"):
+                  progress=True, desc="eval", skip_unreadable=False):
     """Detect every image of ``entries`` (dicts with at least id and file_name).
 
     ``predict(input, meta)`` returns the (K, 6) output-map detections of one input; meta
     holds c, s, out sizes, scale, image_id and file_name. ``on_image(entry, image,
     per_class)`` (optional) sees every image with its final detections (drawing). Returns
     (COCO result records sorted by image id, timing dict). A read failure raises, naming
-    the file.
+    the file, or with ``skip_unreadable`` logs a warning and skips the image.
     """
     order = shape_order(entries, settings) if settings.keep_res else list(range(len(entries)))
     keep_image = on_image is not None
 
     def load(index):
         entry = entries[index]
-        image = read_image(path_of(entry))
+        try:
+            image = read_image(path_of(entry))
+        except (OSError, ValueError) as err:
+            if not skip_unreadable:
+                raise
+            logger.warning("skipped: %s", err)
+            return index, None, None
         return index, (image if keep_image else None), settings.prepare(image)
 
     workers = workers or min(2, os.cpu_count() or 1)
     per_image = {}
-    num_dets = 0
+    num_dets = skipped = 0
     forward_s = 0.0
     start = time.perf_counter()
     bar = _progress(len(order), desc) if progress else None
@@ -229,6 +235,11 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
         with Prefetcher(load, order, workers=workers, depth=2 * workers + 2) as batches:
             for index, image, inputs in batches:
                 entry = entries[index]
+                if inputs is None:
+                    skipped += 1
+                    if bar is not None:
+                        bar.update(1)
+                    continue
                 outputs = []
                 for inp, meta in inputs:
                     meta.update(image_id=entry["id"], file_name=entry["file_name"])
@@ -250,7 +261,8 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
             bar.close()
     wall = time.perf_counter() - start
     records = [r for index in sorted(per_image, key=lambda i: entries[i]["id"]) for r in per_image[index]]
-    timing = {"images": len(order), "detections": num_dets, "wall_s": wall, "predict_s": forward_s,
+    timing = {"images": len(order), "skipped": skipped, "detections": num_dets, "wall_s": wall,
+              "predict_s": forward_s,
               "images_per_s": len(order) / wall if wall > 0 else 0.0}
     return records, timing
 
