@@ -98,6 +98,7 @@ def run_eval(cfg):
     if not cfg.load_checkpoint_path:
         raise ConfigError("--load_checkpoint_path is required: the checkpoint to evaluate")
     data = load_data(cfg, settings.num_classes)
+    data_s = time.perf_counter() - t_start
     out_dir = output_dir(cfg)
     results_path = os.path.join(out_dir, RESULTS_NAME)
     logger.info("%s: %d images from %s (run_mode=%s, %s, scales %s, flip_test=%s, soft-NMS=%s, K=%d)",
@@ -128,9 +129,9 @@ def run_eval(cfg):
     write_json_atomic(results_path, records)
     logger.info("results: %s (%d detections)", results_path, len(records))
 
-    summary = {"results": results_path, "metrics": None, "stats": None, "timing": timing, "setup_s": setup_s,
-               "forward_s": detector.forward_s, "compile_s": detector.compile_s,
-               "shapes_compiled": detector.shapes_compiled}
+    summary = {"results": results_path, "metrics": None, "stats": None, "timing": timing, "data_s": data_s,
+               "setup_s": setup_s, "forward_s": detector.forward_s, "compile_s": detector.compile_s,
+               "shapes_compiled": detector.shapes_compiled, "coco_eval_s": 0.0}
     if cfg.run_mode == "val" and cfg.enable_eval:
         t_eval = time.perf_counter()
         stats, table = coco_evaluate(data, records, [e["id"] for e in data.images])
@@ -143,7 +144,8 @@ def run_eval(cfg):
             keep_res=settings.keep_res, input_res_test=settings.input_res, multi_scales=settings.scales,
             flip_test=bool(cfg.flip_test), soft_nms=settings.soft_nms, K=cfg.eval_config.K,
             max_per_image=settings.max_per_image), indent=2)
-        logger.info("COCO evaluation in %.1f s; metrics: %s", time.perf_counter() - t_eval, metrics_path)
+        summary["coco_eval_s"] = time.perf_counter() - t_eval
+        logger.info("COCO evaluation in %.1f s; metrics: %s", summary["coco_eval_s"], metrics_path)
         summary.update(metrics=metrics_path, stats=stats)
     elif cfg.run_mode == "test":
         logger.info("test-dev results written without evaluation: rename to detections_test-dev2017_<name>"

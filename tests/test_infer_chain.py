@@ -78,11 +78,12 @@ def test_chain_through_run_infer_310_reproduces_eval_exactly(model, tmp_path):
         sorted("%d.bin" % i for i in _image_ids(model["root"]))
     assert sorted(os.listdir(work / "result_Files")) == sorted("%d_0.bin" % i for i in _image_ids(model["root"]))
 
-    # PREPROCESS_IMAGES=n reuses the inputs.
-    os.remove(work / "acc.log")
-    proc = subprocess.run(["bash", SCRIPT, model["mindir"], model["root"], "n"], cwd=work, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0 and (work / "acc.log").read_text().splitlines()[1] == acc[1]
+    # PREPROCESS_IMAGES=n goes straight to inference on the existing inputs (here a failing app).
+    stamp = os.path.getmtime(work / "preprocess_Result" / "preprocess_info.json")
+    proc = subprocess.run(["bash", SCRIPT, model["mindir"], model["root"], "n"], cwd=work,
+                          env=dict(env, INFER_APP="false"), capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "inference failed" in proc.stderr
+    assert os.path.getmtime(work / "preprocess_Result" / "preprocess_info.json") == stamp
 
 
 def _image_ids(root):
@@ -135,13 +136,26 @@ def test_postprocess_refuses_missing_or_malformed_outputs(synthetic_coco, tmp_pa
     assert "not (1, K, 6)" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
-def test_python_runner_rejects_inputs_of_the_wrong_size(model, tmp_path, capsys):
+def test_python_runner_files_and_wrong_input_size(tmp_path, capsys):
+    import mindspore as ms
+    from mindspore import Tensor, nn
+
+    class Twice(nn.Cell):
+        def construct(self, x):
+            return x * 2
+    ms.export(Twice(), Tensor(np.zeros((1, 3, 8, 4), np.float32)), file_name=str(tmp_path / "twice"),
+              file_format="MINDIR")
     inputs = tmp_path / "in"
     inputs.mkdir()
-    np.zeros((1, 3, 64, 64), np.float32).tofile(inputs / "1.bin")
-    code = infer_mindir.main(["--mindir_path", model["mindir"], "--input_path", str(inputs),
-                              "--output_path", str(tmp_path / "out")])
-    assert code != 0 and "1.bin holds 49152 bytes" in capsys.readouterr().err
+    data = np.arange(96, dtype=np.float32).reshape(1, 3, 8, 4)
+    data.tofile(inputs / "17.bin")
+    args = ["--mindir_path", str(tmp_path / "twice.mindir"), "--input_path", str(inputs),
+            "--output_path", str(tmp_path / "out")]
+    assert infer_mindir.main(args) == 0
+    assert os.listdir(tmp_path / "out") == ["17_0.bin"]
+    np.testing.assert_array_equal(np.fromfile(tmp_path / "out" / "17_0.bin", np.float32), 2 * data.reshape(-1))
+    np.zeros((1, 3, 4, 4), np.float32).tofile(inputs / "18.bin")
+    assert infer_mindir.main(args) != 0 and "18.bin holds 192 bytes" in capsys.readouterr().err
 
 
 def _build_app(tmp_path):

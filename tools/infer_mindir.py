@@ -17,6 +17,9 @@ import time
 
 import numpy as np
 
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 logger = logging.getLogger("infer_mindir")
 
 _DTYPES = {1: np.float32}  # mind_ir TensorProto.DataType FLOAT (the only input type our export produces)
@@ -33,9 +36,11 @@ def parse_args(argv=None):
 
 
 def model_inputs(path):
-    """[(name, shape, numpy dtype)] of the MINDIR's graph inputs, read from the model file."""
-    import mindspore as ms
-    proto = ms.load_mindir(path)
+    """[(name, shape, numpy dtype)] of the MINDIR's graph inputs, read from the model file (a protobuf)."""
+    from mindspore.train.mind_ir_pb2 import ModelProto
+    proto = ModelProto()
+    with open(path, "rb") as f:
+        proto.ParseFromString(f.read())
     found = []
     for item in proto.graph.input:
         tensor = item.tensor[0]
@@ -93,7 +98,8 @@ def run(args):
 
 
 def main(argv=None):
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from src.utils import setup_logging
+    setup_logging("INFO")
     args = parse_args(argv)
     try:
         run(args)
