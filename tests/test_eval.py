@@ -12,6 +12,7 @@ from eval_helpers import (FIXED, SMALL, argv, file_names, perfect_predictor, pse
                           small_checkpoint)
 from src.evaluation import STAT_NAMES, CocoData, coco_evaluate
 from src.inference import EvalSettings, detect_images, shape_order
+from src.model_utils.config import get_config
 
 
 @pytest.fixture(name="pynative")
@@ -130,7 +131,9 @@ def test_eval_keep_res_test_mode_and_drawings(synthetic_coco, ckpt, tmp_path):
     args = argv(dict(SMALL, **{"device_target": "CPU", "data_dir": str(root), "run_mode": "test",
                                "eval_config.keep_res": True, "visual_image": True, "load_checkpoint_path": ckpt,
                                "save_result_dir": str(out), "eval_config.score_thresh": 0.0}))
-    assert eval_script.main(args) == 0
+    summary = eval_script.run_eval(get_config(args))
+    shapes = {((i["height"] | 31) + 1, (i["width"] | 31) + 1) for i in doc["images"]}
+    assert summary["shapes_compiled"] == len(shapes) and summary["metrics"] is None
     assert file_names(out) == ["results.json", "visual"]
     results = json.loads((out / "results.json").read_text())
     assert {r["image_id"] for r in results} == {doc["images"][0]["id"], doc["images"][1]["id"]}

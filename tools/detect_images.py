@@ -106,7 +106,8 @@ def run_detect(cfg):
         ms.set_device("CPU")
     else:
         ms.set_device(cfg.device_target, get_device_id(cfg) if cfg.enable_modelarts else cfg.device_id)
-    detector = Detector(build_eval_network(cfg, settings.num_classes, cfg.load_checkpoint_path))
+    detector = Detector(build_eval_network(cfg, settings.num_classes, cfg.load_checkpoint_path),
+                        max_graphs=len(settings.scales) + 1)
     if not settings.keep_res:
         detector.warmup(settings.input_shape(512, 512))
     colors, thresh = cfg.eval_config.color_list, cfg.eval_config.score_thresh
