@@ -124,15 +124,17 @@ def run_eval(cfg):
                 detector.forward_s, detector.shapes_compiled, detector.compile_s, timing["detections"])
     if drawer is not None:
         logger.info("drawings of %d images in %s", drawer.count, drawer.folder)
-    if not records:
-        logger.warning("no detections at all on %d images", timing["images"])
+    evaluate = cfg.run_mode == "val" and cfg.enable_eval
+    if not records and not evaluate:  # (the evaluation says it too)
+        logger.warning("no detections at all on %d images: results.json is empty", timing["images"])
     write_json_atomic(results_path, records)
     logger.info("results: %s (%d detections)", results_path, len(records))
 
     summary = {"results": results_path, "metrics": None, "stats": None, "timing": timing, "data_s": data_s,
-               "setup_s": setup_s, "setup_cpu_s": setup_cpu_s, "forward_s": detector.forward_s, "compile_s": detector.compile_s,
+               "setup_s": setup_s, "setup_cpu_s": setup_cpu_s, "forward_s": detector.forward_s,
+               "compile_s": detector.compile_s,
                "shapes_compiled": detector.shapes_compiled, "coco_eval_s": 0.0}
-    if cfg.run_mode == "val" and cfg.enable_eval:
+    if evaluate:
         t_eval = time.perf_counter()
         stats, table = coco_evaluate(data, records, [e["id"] for e in data.images])
         print("overall performance on %s (%d images)" % (os.path.basename(data.ann_file), len(data)))

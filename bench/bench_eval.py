@@ -144,7 +144,8 @@ def make_coco_like_dataset(root, count, seed=0):
         for _ in range(int(rng.integers(1, 7))):
             w, h = rng.uniform(20, width / 2), rng.uniform(20, height / 2)
             x, y = rng.uniform(0, width - w), rng.uniform(0, height - h)
-            cv2.rectangle(image, (int(x), int(y)), (int(x + w), int(y + h)), [int(v) for v in rng.integers(0, 256, 3)], -1)
+            colour = [int(v) for v in rng.integers(0, 256, 3)]
+            cv2.rectangle(image, (int(x), int(y)), (int(x + w), int(y + h)), colour, -1)
             anns.append({"id": len(anns) + 1, "image_id": i + 1, "category_id": int(rng.choice(COCO_CATEGORY_IDS)),
                          "bbox": [x, y, w, h], "area": w * h, "iscrowd": 0})
         name = "%012d.jpg" % (i + 1)
@@ -174,7 +175,8 @@ def pure_forward_seconds(cfg, ckpt, data_root, idle_timeout=0):
     from src.image import read_image
     from src.inference import EvalSettings, build_eval_network
     settings = EvalSettings(cfg)
-    data = CocoData(os.path.join(data_root, "annotations", "instances_val2017.json"), os.path.join(data_root, "val2017"))
+    data = CocoData(os.path.join(data_root, "annotations", "instances_val2017.json"),
+                    os.path.join(data_root, "val2017"))
     inputs = [settings.prepare(read_image(data.image_path(e)))[0][0] for e in data.images]
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_device("CPU")
@@ -193,7 +195,6 @@ def pure_forward_seconds(cfg, ckpt, data_root, idle_timeout=0):
 def bench_eval_overhead(workdir, images=32, runs=3, block_class=(2, 2, 2, 2), res=512, keep_res_runs=1,
                         idle_timeout=300):
     import mindspore as ms
-    from mindspore import nn  # noqa: F401  (import cost paid before timing)
     import eval as eval_script
     from src.centernet_det import CenterNetDet
     from src.utils import setup_logging

@@ -1,8 +1,9 @@
 """Test-time inference: the eval network, a shape-aware runner and the per-image detection loop.
 
 The loop (``detect_images``) reads and pre-processes images in a background thread (cv2
-releases the GIL) while the network runs, so decoding and resizing overlap the forward
-pass; post-processing (affine back-mapping, compiled soft-NMS) is cheap and runs inline.
+releases the GIL; its own parallelism is limited to one thread meanwhile) while the network
+runs, so decoding and resizing overlap the forward pass; post-processing (affine
+back-mapping, compiled soft-NMS) is cheap and runs inline.
 
 Graph mode compiles the network once per input shape. With ``keep_res`` every image size
 is a new shape, so the loop visits the images grouped by their expected input shape (from
@@ -13,10 +14,10 @@ import collections
 import concurrent.futures
 import gc
 import logging
-import os
 import sys
 import time
 
+import cv2
 import numpy as np
 import mindspore as ms
 from mindspore import Tensor
@@ -225,12 +226,14 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
             return index, None, None
         return index, (image if keep_image else None), settings.prepare(image)
 
-    workers = workers or min(2, os.cpu_count() or 1)
+    workers = workers or 1
     per_image = {}
     num_dets = skipped = 0
     forward_s = 0.0
     start = time.perf_counter()
     bar = _progress(len(order), desc) if progress else None
+    cv_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # the loader fills the network's idle time; it should not compete for every core
     try:
         with Prefetcher(load, order, workers=workers, depth=2 * workers + 2) as batches:
             for index, image, inputs in batches:
@@ -257,6 +260,7 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
                 if bar is not None:
                     bar.update(1)
     finally:
+        cv2.setNumThreads(cv_threads)
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - start

@@ -177,7 +177,8 @@ def _build_app(tmp_path):
         build.mkdir()
         app_dir = os.path.join(ROOT, "ascend310_infer")
         subprocess.run(["g++", "-std=c++17", "-D_GLIBCXX_USE_CXX11_ABI=0", "-Wall", "-Werror", "-I", str(ms_path),
-                        "-I", app_dir, os.path.join(app_dir, "src", "main.cc"), os.path.join(app_dir, "src", "utils.cc"),
+                        "-I", app_dir, os.path.join(app_dir, "src", "main.cc"),
+                        os.path.join(app_dir, "src", "utils.cc"),
                         "-L", str(ms_path / "lib"), "-lmindspore", "-Wl,-rpath," + str(ms_path / "lib"),
                         "-o", str(build / "main")], check=True, capture_output=True, timeout=300)
     return str(build / "main")
