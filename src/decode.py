@@ -17,7 +17,7 @@ class DetectionDecode(nn.Cell):
     Top-K runs in two stages like the official decoder (K per class, then K overall), which
     is much cheaper than one top-K over C*H*W. Without ``reg`` the centre is the pixel
     centre (+0.5). With ``cat_spec_wh`` the size of the detected class is picked from the
-    2*C size channels.
+    2*C size channels. A map of fewer than K pixels (a tiny image) gives min(K, H*W) rows.
     """
 
     def __init__(self, K=100, cat_spec_wh=False, reg_offset=True):
@@ -35,7 +35,7 @@ class DetectionDecode(nn.Cell):
     def topk(self, heat):
         """(scores, flat position y*W+x, class, y, x), each (B, K)."""
         batch, classes, height, width = heat.shape
-        k = self.K
+        k = self.K if self.K <= height * width else height * width  # a map of fewer pixels: all of them
         per_class_scores, per_class_pos = ops.topk(ops.reshape(heat, (batch, classes, height * width)), k)
         scores, order = ops.topk(ops.reshape(per_class_scores, (batch, classes * k)), k)
         cls = ops.cast(ops.floor_divide(order, k), mstype.int32)
@@ -46,6 +46,7 @@ class DetectionDecode(nn.Cell):
 
     def construct(self, heat, wh, reg=None):
         batch = heat.shape[0]
+        num = self.K if self.K <= heat.shape[2] * heat.shape[3] else heat.shape[2] * heat.shape[3]
         scores, pos, cls, ys, xs = self.topk(self.peaks(heat))
         if self.reg_offset:
             offset = gather_feat(reg, pos)
@@ -56,9 +57,9 @@ class DetectionDecode(nn.Cell):
             ys = ys + 0.5
         sizes = gather_feat(wh, pos)
         if self.cat_spec_wh:
-            sizes = ops.reshape(sizes, (batch, self.K, -1, 2))
-            index = ops.broadcast_to(ops.reshape(cls, (batch, self.K, 1, 1)), (batch, self.K, 1, 2))
-            sizes = ops.reshape(ops.gather_elements(sizes, 2, index), (batch, self.K, 2))
+            sizes = ops.reshape(sizes, (batch, num, -1, 2))
+            index = ops.broadcast_to(ops.reshape(cls, (batch, num, 1, 1)), (batch, num, 1, 2))
+            sizes = ops.reshape(ops.gather_elements(sizes, 2, index), (batch, num, 2))
         half_w = sizes[:, :, 0] / 2
         half_h = sizes[:, :, 1] / 2
         return ops.stack((xs - half_w, ys - half_h, xs + half_w, ys + half_h, scores,

@@ -5,6 +5,7 @@ Coordinates are pixels with (x, y) order; images are BGR (cv2) HWC arrays. Boxes
 """
 import collections
 import math
+import os
 
 import cv2
 import numpy as np
@@ -245,3 +246,94 @@ def apply_pixel_matrix(image, matrix):
     """(H, W, 3) uint8 image and (3, 4) matrix -> (3, H, W) float32 of matrix @ [p, 1]."""
     out = cv2.transform(image.astype(np.float32), np.asarray(matrix, np.float32))
     return np.ascontiguousarray(out.transpose(2, 0, 1))
+
+
+# ----------------------------------------------------------------------------- test-time input
+
+def round_up(value, multiple=32):
+    """Smallest multiple of ``multiple`` that is >= ``value``."""
+    return int(-(-int(value) // multiple) * multiple)
+
+
+def read_image(path):
+    """Read an image file as a 3-channel BGR uint8 array (grayscale expanded, alpha dropped).
+
+    Raises FileNotFoundError when the file is absent and ValueError when cv2 cannot decode it.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError("image not found: %s" % path)
+    data = np.fromfile(path, np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise ValueError("cannot decode image %s (%s)"
+                         % (path, "empty file" if not data.size else "corrupt or unsupported format"))
+    return image
+
+
+def input_geometry(height, width, scale, keep_res, input_res, down_ratio=4):
+    """Where the image goes in the network input at one test scale (official ctdet ``pre_process``).
+
+    The image is first resized to (int(height * scale), int(width * scale)); then:
+
+    - ``keep_res``: the input is the resized image padded to ``(new | 31) + 1`` per side (the
+      next multiple of 32, one more block when already a multiple), centred on
+      ``c = (new_w // 2, new_h // 2)`` with ``s = (inp_w, inp_h)`` (a pure translation).
+    - fixed: ``input_res`` = [h, w] is the official ``input_h, input_w``; the largest side
+      of the ORIGINAL image spans ``input_w`` (so a scale below 1 shrinks the content inside
+      a fixed input), centred on ``c = (new_w / 2, new_h / 2)``. When ``input_res`` is not a
+      multiple of 32 (the default 680) the input is padded to the next multiple (704)
+      around the centre: ``s = max(h, w) * inp_w / input_w`` keeps the content at the
+      official size, surrounded by a wider border.
+
+    Returns a dict: new_height, new_width, inp_height, inp_width, and the post-processing
+    meta c ([x, y] floats), s ([sx, sy] floats), out_height, out_width (input / down_ratio).
+    All values are plain Python numbers, so the meta survives a JSON round trip exactly.
+    """
+    new_h, new_w = int(height * scale), int(width * scale)
+    if new_h < 1 or new_w < 1:
+        raise ValueError("test scale %r leaves nothing of a %dx%d image" % (scale, width, height))
+    if keep_res:
+        inp_h, inp_w = (new_h | 31) + 1, (new_w | 31) + 1
+        center = [float(new_w // 2), float(new_h // 2)]
+        size = [float(inp_w), float(inp_h)]
+    else:
+        res_h, res_w = (int(r) for r in input_res)
+        if res_h <= 0 or res_w <= 0:
+            raise ValueError("input_res_test must be positive [h, w], got %r" % (input_res,))
+        inp_h, inp_w = round_up(res_h), round_up(res_w)
+        center = [float(np.float32(new_w / 2.0)), float(np.float32(new_h / 2.0))]
+        side = float(max(height, width)) * inp_w / res_w
+        size = [side, side]
+    return {"new_height": new_h, "new_width": new_w, "inp_height": inp_h, "inp_width": inp_w,
+            "c": center, "s": size, "out_height": inp_h // down_ratio, "out_width": inp_w // down_ratio}
+
+
+def normalize_to_chw(image, mean, std):
+    """(H, W, 3) uint8 BGR -> (1, 3, H, W) float32 of (pixel / 255 - mean) / std (mean, std per BGR channel)."""
+    mean = np.asarray(mean, np.float32).reshape(3)
+    std = np.asarray(std, np.float32).reshape(3)
+    out = image.astype(np.float32)
+    out *= (1.0 / (255.0 * std))
+    out -= mean / std
+    return np.ascontiguousarray(out.transpose(2, 0, 1))[None]
+
+
+def preprocess_test_image(image, scale, keep_res, input_res, mean, std, down_ratio=4):
+    """Test-time network input of a BGR uint8 image at one scale: (input (1, 3, H, W) float32, meta).
+
+    Resize by ``scale`` (bilinear), warp into the input with the transform of
+    ``input_geometry`` (bilinear, zero border), then normalise. ``meta`` holds c, s,
+    out_height, out_width (what post-processing needs) plus the input and original sizes.
+    """
+    height, width = image.shape[:2]
+    geo = input_geometry(height, width, scale, keep_res, input_res, down_ratio)
+    resized = image
+    if (geo["new_height"], geo["new_width"]) != (height, width):
+        resized = cv2.resize(image, (geo["new_width"], geo["new_height"]))
+    trans = get_affine_transform(np.array(geo["c"], np.float32), np.array(geo["s"], np.float32), 0,
+                                 [geo["inp_width"], geo["inp_height"]])
+    warped = cv2.warpAffine(resized, trans, (geo["inp_width"], geo["inp_height"]), flags=cv2.INTER_LINEAR)
+    meta = {"c": geo["c"], "s": geo["s"], "out_height": geo["out_height"], "out_width": geo["out_width"],
+            "inp_height": geo["inp_height"], "inp_width": geo["inp_width"], "height": int(height),
+            "width": int(width), "scale": float(scale)}
+    return normalize_to_chw(warped, mean, std), meta

@@ -62,10 +62,14 @@ def post_process_image(scale_outputs, num_classes, use_soft_nms, max_per_image=1
     """Full post-processing of one image.
 
     ``scale_outputs``: list of (dets (K, 6) from decode, meta, scale) per test scale.
+    Detections scoring exactly 0 (a heatmap that is 0 everywhere still yields K peaks) carry
+    no information and are dropped, so such an image has no detections.
     Returns a list over classes of (n, 5) arrays in original image coordinates.
     """
-    per_scale = [group_by_class(to_image_coords(dets, meta, scale), num_classes)
-                 for dets, meta, scale in scale_outputs]
+    per_scale = []
+    for dets, meta, scale in scale_outputs:
+        dets = np.asarray(dets).reshape(-1, 6)
+        per_scale.append(group_by_class(to_image_coords(dets[dets[:, 4] > 0], meta, scale), num_classes))
     return merge_outputs(per_scale, num_classes, use_soft_nms, max_per_image)
 
 

@@ -1,0 +1,172 @@
+"""Evaluate CenterNet on COCO (or COCO-format) data; write results.json and metrics.json.
+
+    python eval.py --device_target=CPU --data_dir=/data/coco --run_mode=val \
+        --load_checkpoint_path=model.ckpt --save_result_dir=./out
+
+run_mode=val reads <data_dir>/annotations/instances_val2017.json and val2017/, evaluates with
+pycocotools, prints the COCO AP/AR table and writes <save_result_dir>/results.json (COCO
+detection results, original category ids) and metrics.json (the 12 COCOeval figures by
+name). run_mode=test reads annotations/image_info_test-dev2017.json and test2017/ and only
+writes results.json (for upload). --eval_ann_file/--eval_image_dir select custom data.
+Options: eval_config.{keep_res, multi_scales, K, SOFT_NMS, max_per_image}, flip_test,
+eval_max_images, visual_image (PNGs of ground truth and predictions under
+<save_result_dir>/visual).
+"""
+import logging
+import os
+import sys
+import time
+
+import mindspore as ms
+
+from src.evaluation import (CocoData, DataError, coco_evaluate, metrics_document, resolve_data_paths,
+                            write_json_atomic)
+from src.inference import Detector, EvalSettings, build_eval_network, detect_images
+from src.model_utils.config import ConfigError, get_config
+from src.model_utils.device_adapter import get_device_id
+from src.model_utils.moxing_adapter import moxing_wrapper
+from src.soft_nms import warn_if_not_compiled
+from src.utils import CheckpointError, setup_logging
+from src.visual import draw_detections, draw_ground_truth, save_image
+
+logger = logging.getLogger("eval")
+
+RESULTS_NAME = "results.json"
+METRICS_NAME = "metrics.json"
+
+
+def set_context(cfg):
+    ms.set_context(mode=ms.GRAPH_MODE)
+    if cfg.device_target == "CPU":
+        ms.set_device("CPU")
+    else:
+        ms.set_device(cfg.device_target, get_device_id(cfg) if cfg.enable_modelarts else cfg.device_id)
+
+
+def output_dir(cfg):
+    """save_result_dir (default: the current folder); under output_path on ModelArts."""
+    out = cfg.save_result_dir or "."
+    if cfg.enable_modelarts and not os.path.isabs(out):
+        out = os.path.join(cfg.output_path, out)
+    return out
+
+
+def data_root(cfg):
+    if cfg.data_dir:
+        return cfg.data_dir
+    return cfg.data_path if cfg.enable_modelarts else ""
+
+
+def load_data(cfg, num_classes):
+    """The evaluation data, checked before any inference: paths, class count, images present."""
+    ann_file, image_dir = resolve_data_paths(data_root(cfg), cfg.run_mode, cfg.eval_ann_file, cfg.eval_image_dir)
+    data = CocoData(ann_file, image_dir).select(cfg.eval_max_images)
+    data.check_num_classes(num_classes)
+    if not data.images:
+        raise DataError("%s lists no images" % ann_file)
+    data.check_images()
+    if cfg.run_mode == "val" and cfg.enable_eval and not data.has_annotations:
+        raise DataError("%s has no 'annotations' to evaluate against: use --run_mode=test or --enable_eval=false"
+                        % ann_file)
+    return data
+
+
+class Drawer:
+    """visual_image: PNGs of the ground truth and of the predictions of every image."""
+
+    def __init__(self, cfg, data, folder):
+        self.data, self.folder = data, folder
+        self.colors = cfg.eval_config.color_list
+        self.score_thresh = cfg.eval_config.score_thresh
+        self.count = 0
+
+    def __call__(self, entry, image, per_class):
+        stem = os.path.splitext(os.path.basename(entry["file_name"]))[0]
+        names, ids = self.data.class_names, self.data.category_ids
+        if self.data.has_annotations:
+            gt = draw_ground_truth(image, self.data.annotations_of(entry["id"]), ids, names, self.colors)
+            save_image(os.path.join(self.folder, stem + "_gt.png"), gt)
+        pred = draw_detections(image, per_class, names, self.colors, self.score_thresh)
+        save_image(os.path.join(self.folder, stem + "_pred.png"), pred)
+        self.count += 1
+
+
+def run_eval(cfg):
+    """Evaluate; returns a summary dict (paths, metrics or None, timings)."""
+    t_start = time.perf_counter()
+    settings = EvalSettings(cfg)
+    if not cfg.load_checkpoint_path:
+        raise ConfigError("--load_checkpoint_path is required: the checkpoint to evaluate")
+    data = load_data(cfg, settings.num_classes)
+    data_s = time.perf_counter() - t_start
+    out_dir = output_dir(cfg)
+    results_path = os.path.join(out_dir, RESULTS_NAME)
+    logger.info("%s: %d images from %s (run_mode=%s, %s, scales %s, flip_test=%s, soft-NMS=%s, K=%d)",
+                data.ann_file, len(data), data.image_dir, cfg.run_mode,
+                "keep_res" if settings.keep_res else "fixed %s" % settings.input_res, settings.scales,
+                cfg.flip_test, settings.soft_nms, cfg.eval_config.K)
+    warn_if_not_compiled()
+
+    set_context(cfg)
+    t_build, cpu_build = time.perf_counter(), time.process_time()
+    net = build_eval_network(cfg, settings.num_classes, cfg.load_checkpoint_path)
+    detector = Detector(net, max_graphs=len(settings.scales) + 1)
+    if not settings.keep_res:  # one shape for every image: compile it before the timed loop
+        shape = settings.input_shape(512, 512)
+        logger.info("compiled the network for input %s in %.1f s", shape, detector.warmup(shape))
+    setup_s, setup_cpu_s = time.perf_counter() - t_build, time.process_time() - cpu_build
+
+    drawer = Drawer(cfg, data, os.path.join(out_dir, "visual")) if cfg.visual_image else None
+    records, timing = detect_images(data.images, data.image_path, lambda inp, meta: detector(inp), settings,
+                                    data.category_ids, on_image=drawer)
+    logger.info("detected %d images in %.1f s: %.2f images/s (network %.1f s, %d input shape(s) compiled in "
+                "%.1f s); %d detections", timing["images"], timing["wall_s"], timing["images_per_s"],
+                detector.forward_s, detector.shapes_compiled, detector.compile_s, timing["detections"])
+    if drawer is not None:
+        logger.info("drawings of %d images in %s", drawer.count, drawer.folder)
+    evaluate = cfg.run_mode == "val" and cfg.enable_eval
+    if not records and not evaluate:  # (the evaluation says it too)
+        logger.warning("no detections at all on %d images: results.json is empty", timing["images"])
+    write_json_atomic(results_path, records)
+    logger.info("results: %s (%d detections)", results_path, len(records))
+
+    summary = {"results": results_path, "metrics": None, "stats": None, "timing": timing, "data_s": data_s,
+               "setup_s": setup_s, "setup_cpu_s": setup_cpu_s, "forward_s": detector.forward_s,
+               "compile_s": detector.compile_s,
+               "shapes_compiled": detector.shapes_compiled, "coco_eval_s": 0.0}
+    if evaluate:
+        t_eval = time.perf_counter()
+        stats, table = coco_evaluate(data, records, [e["id"] for e in data.images])
+        print("overall performance on %s (%d images)" % (os.path.basename(data.ann_file), len(data)))
+        print(table, end="", flush=True)
+        metrics_path = os.path.join(out_dir, METRICS_NAME)
+        write_json_atomic(metrics_path, metrics_document(
+            stats, num_images=len(data), num_detections=len(records), run_mode=cfg.run_mode,
+            ann_file=os.path.abspath(data.ann_file), checkpoint=os.path.abspath(cfg.load_checkpoint_path),
+            keep_res=settings.keep_res, input_res_test=settings.input_res, multi_scales=settings.scales,
+            flip_test=bool(cfg.flip_test), soft_nms=settings.soft_nms, K=cfg.eval_config.K,
+            max_per_image=settings.max_per_image), indent=2)
+        summary["coco_eval_s"] = time.perf_counter() - t_eval
+        logger.info("COCO evaluation in %.1f s; metrics: %s", summary["coco_eval_s"], metrics_path)
+        summary.update(metrics=metrics_path, stats=stats)
+    elif cfg.run_mode == "test":
+        logger.info("test-dev results written without evaluation: rename to detections_test-dev2017_<name>"
+                    "_results.json, zip and upload it to the COCO evaluation server")
+    summary["total_s"] = time.perf_counter() - t_start
+    return summary
+
+
+def main(argv=None):
+    setup_logging()
+    try:
+        cfg = get_config(argv, script="eval.py")
+        setup_logging(cfg.log_level)
+        moxing_wrapper(cfg)(run_eval)(cfg)
+    except (ConfigError, CheckpointError, DataError, OSError, ValueError, RuntimeError) as err:
+        logger.error("%s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Ascend 310 chain, step 1: turn the evaluation images into fixed-resolution network inputs.
+
+    python preprocess.py --val_data_dir=/data/coco --pre_result_path=./preprocess_Result
+
+For every image of the run_mode's annotation file (val: annotations/instances_val2017.json +
+val2017/; custom data through --eval_ann_file/--eval_image_dir; --eval_max_images limits the
+count) it writes, exactly as eval.py prepares a fixed-resolution input (scale 1):
+
+    <pre_result_path>/images/<image_id>.bin   float32, C order, shape (1, 3, H, W) with
+                                              H, W = export_config.input_res (the MINDIR input)
+    <pre_result_path>/meta/<image_id>.json    {"image_id", "file_name", "height", "width", "c", "s",
+                                               "out_height", "out_width", "inp_height", "inp_width", "scale"}
+    <pre_result_path>/preprocess_info.json    input shape, annotation file, image count
+
+Each file is written to a temporary name and renamed; earlier .bin/.json files in images/
+and meta/ are removed first, so the folder holds exactly this run's images.
+"""
+import glob
+import logging
+import os
+import sys
+import time
+
+from src.evaluation import CocoData, DataError, resolve_data_paths, write_json_atomic
+from src.image import preprocess_test_image, read_image
+from src.inference import Prefetcher
+from src.model_utils.config import ConfigError, get_config
+from src.utils import setup_logging
+
+logger = logging.getLogger("preprocess")
+
+IMAGES_DIR, META_DIR, INFO_NAME = "images", "meta", "preprocess_info.json"
+
+
+def chain_data(cfg, need_images=True):
+    """The 310 chain's data: --val_data_dir (or --data_dir) as the COCO root, custom paths as eval.py."""
+    root = cfg.val_data_dir or cfg.data_dir
+    ann_file, image_dir = resolve_data_paths(root, cfg.run_mode, cfg.eval_ann_file, cfg.eval_image_dir,
+                                             root_key="val_data_dir", need_images=need_images)
+    return CocoData(ann_file, image_dir).select(cfg.eval_max_images)
+
+
+def input_resolution(cfg):
+    res = [int(r) for r in cfg.export_config.input_res]
+    if len(res) != 2 or any(r <= 0 or r % 32 for r in res):
+        raise ConfigError("export_config.input_res must be [h, w], positive multiples of 32, got %r" % (res,))
+    return res
+
+
+def _write_bin(path, array):
+    tmp = path + ".tmp"
+    array.tofile(tmp)
+    os.replace(tmp, path)
+
+
+def run_preprocess(cfg):
+    data = chain_data(cfg)
+    if not data.images:
+        raise DataError("%s lists no images" % data.ann_file)
+    data.check_images()
+    res = input_resolution(cfg)
+    ds = cfg.dataset_config
+    out = cfg.pre_result_path
+    image_out, meta_out = os.path.join(out, IMAGES_DIR), os.path.join(out, META_DIR)
+    for folder, pattern in ((image_out, "*.bin"), (meta_out, "*.json")):
+        os.makedirs(folder, exist_ok=True)
+        for stale in glob.glob(os.path.join(folder, pattern)):
+            os.remove(stale)
+
+    def prepare(entry):
+        image = read_image(data.image_path(entry))
+        inp, meta = preprocess_test_image(image, 1.0, False, res, ds.mean, ds.std, cfg.net_config.down_ratio)
+        meta.update(image_id=entry["id"], file_name=entry["file_name"])
+        _write_bin(os.path.join(image_out, "%d.bin" % entry["id"]), inp)
+        write_json_atomic(os.path.join(meta_out, "%d.json" % entry["id"]), meta)
+        return inp.shape
+
+    start = time.perf_counter()
+    with Prefetcher(prepare, data.images, workers=min(2, os.cpu_count() or 1), depth=8) as shapes:
+        count = sum(1 for _ in shapes)
+    info = {"input_shape": [1, 3] + res, "dtype": "float32", "num_images": count,
+            "ann_file": os.path.abspath(data.ann_file), "image_dir": os.path.abspath(data.image_dir),
+            "run_mode": cfg.run_mode, "images_dir": IMAGES_DIR, "meta_dir": META_DIR}
+    write_json_atomic(os.path.join(out, INFO_NAME), info, indent=2)
+    logger.info("preprocessed %d images in %.1f s -> %s (inputs %s float32) and %s", count,
+                time.perf_counter() - start, image_out, info["input_shape"], meta_out)
+    return info
+
+
+def main(argv=None):
+    setup_logging()
+    try:
+        cfg = get_config(argv, script="preprocess.py")
+        setup_logging(cfg.log_level)
+        run_preprocess(cfg)
+    except (ConfigError, DataError, OSError, ValueError) as err:
+        logger.error("%s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

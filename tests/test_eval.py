@@ -1,0 +1,203 @@
+"""eval.py and its loop: a perfect predictor scores AP > 0.95 through the real chain; end-to-end runs and bad input."""
+import json
+import os
+import shutil
+
+import mindspore as ms
+import numpy as np
+import pytest
+
+import eval as eval_script
+from eval_helpers import (FIXED, SMALL, argv, file_names, perfect_predictor, pseudo_ground_truth,
+                          small_checkpoint)
+from src.evaluation import STAT_NAMES, CocoData, coco_evaluate
+from src.inference import EvalSettings, detect_images, shape_order
+from src.model_utils.config import get_config
+
+
+@pytest.fixture(name="pynative")
+def pynative_fixture():
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    yield
+    ms.set_context(mode=ms.GRAPH_MODE)
+
+
+@pytest.mark.parametrize("keep_res, scales, flip", [
+    (True, [1.0], False),
+    (False, [1.0], False),
+    (True, [0.75, 1.0], True),
+    (False, [0.75, 1.0], True),
+])
+def test_perfect_predictor_scores_above_095(synthetic_coco, make_config, pynative, keep_res, scales, flip):
+    """Heads built from the ground truth, decoded in the graph code, post-processed and COCO-evaluated."""
+    cfg = make_config(dict(SMALL, **{"eval_config.keep_res": keep_res, "eval_config.multi_scales": scales,
+                                     "dataset_config.input_res_test": [160, 160], "flip_test": flip}))
+    data = CocoData(synthetic_coco.val_ann, synthetic_coco.val_images)
+    settings = EvalSettings(cfg)
+    records, timing = detect_images(data.images, data.image_path, perfect_predictor(data, flip), settings,
+                                    data.category_ids, progress=False)
+    assert timing["images"] == len(data) == 8
+    assert {r["category_id"] for r in records} <= set(data.category_ids)
+    stats, table = coco_evaluate(data, records, [e["id"] for e in data.images])
+    assert stats["AP"] > 0.95 and stats["AP50"] > 0.95, table
+    if len(scales) > 1:
+        assert max(len([r for r in records if r["image_id"] == e["id"]]) for e in data.images) <= 100
+
+
+def test_a_wrong_coordinate_chain_is_caught(synthetic_coco, make_config, pynative):
+    """Control: the same predictor with a shifted centre loses the AP, so the check above can fail."""
+    cfg = make_config(dict(SMALL, **{"eval_config.keep_res": False, "dataset_config.input_res_test": [160, 160]}))
+    data = CocoData(synthetic_coco.val_ann, synthetic_coco.val_images)
+    predict = perfect_predictor(data, False)
+
+    def shifted(inp, meta):
+        return predict(inp, dict(meta, c=[meta["c"][0] + 12, meta["c"][1]]))
+    records, _ = detect_images(data.images, data.image_path, shifted, EvalSettings(cfg), data.category_ids,
+                               progress=False)
+    stats, _ = coco_evaluate(data, records, [e["id"] for e in data.images])
+    assert stats["AP"] < 0.6
+
+
+def test_keep_res_visits_images_grouped_by_input_shape(make_config):
+    settings = EvalSettings(make_config({"eval_config.keep_res": True}))
+    entries = [{"id": 1, "width": 640, "height": 480}, {"id": 2, "width": 100, "height": 90},
+               {"id": 3, "width": 650, "height": 500}, {"id": 4}, {"id": 5, "width": 640, "height": 481}]
+    order = shape_order(entries, settings)
+    # 640x480, 650x500 and 640x481 all pad to a 672x512 input (the official (x | 31) + 1);
+    # unknown sizes go last.
+    assert order == [0, 2, 4, 1, 3]
+
+
+# ----------------------------------------------------------------------------- eval.py end to end
+
+def _run_eval(tmp_path, synthetic_coco, ckpt, extra=None, out="out"):
+    out_dir = tmp_path / out
+    options = dict(FIXED, device_target="CPU", data_dir=synthetic_coco.root, load_checkpoint_path=ckpt,
+                   save_result_dir=str(out_dir))
+    options.update(extra or {})
+    args = argv(options)
+    return eval_script.main(args), out_dir
+
+
+@pytest.fixture(name="ckpt", scope="module")
+def ckpt_fixture(tmp_path_factory):
+    return small_checkpoint(tmp_path_factory.mktemp("ckpt") / "small.ckpt")
+
+
+def test_eval_writes_results_and_metrics(synthetic_coco, ckpt, tmp_path, capsys):
+    code, out = _run_eval(tmp_path, synthetic_coco, ckpt)
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in printed
+    assert len([line for line in printed.splitlines() if " @[ IoU=" in line]) == 12
+    results = json.loads((out / "results.json").read_text())
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics)[:12] == list(STAT_NAMES)
+    assert metrics["num_images"] == 8 and metrics["num_detections"] == len(results) > 0
+    assert {r["category_id"] for r in results} <= {3, 7, 12, 20, 41}
+    assert set(results[0]) == {"image_id", "category_id", "bbox", "score"}
+    assert max(sum(r["image_id"] == i for r in results) for i in {r["image_id"] for r in results}) <= 100
+    assert sorted(os.listdir(out)) == ["metrics.json", "results.json"]
+
+    # Against ground truth made of its own (altered) detections the network scores between 0 and 1,
+    # and metrics.json holds exactly what COCOeval computes from results.json.
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    pseudo = pseudo_ground_truth(synthetic_coco.val_ann, results, tmp_path / "pseudo.json")
+    code, out = _run_eval(tmp_path, synthetic_coco, ckpt, {"eval_ann_file": pseudo,
+                                                           "eval_image_dir": synthetic_coco.val_images}, out="out2")
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0.05 < metrics["AP"] < 0.95 and 0 < metrics["AR100"] < 1
+    assert "= %.3f" % metrics["AP"] in capsys.readouterr().out
+    gt = COCO(pseudo)
+    evaluator = COCOeval(gt, gt.loadRes(str(out / "results.json")), "bbox")
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+    np.testing.assert_allclose([metrics[n] for n in STAT_NAMES], evaluator.stats, atol=1e-12)
+
+
+def test_eval_keep_res_test_mode_and_drawings(synthetic_coco, ckpt, tmp_path):
+    """run_mode=test on an image_info json (no annotations): results only; visual_image draws PNGs."""
+    root = tmp_path / "coco"
+    shutil.copytree(synthetic_coco.val_images, root / "test2017")
+    doc = json.loads(open(synthetic_coco.val_ann).read())
+    doc.pop("annotations")
+    doc["images"] = doc["images"][:2]
+    (root / "annotations").mkdir()
+    (root / "annotations" / "image_info_test-dev2017.json").write_text(json.dumps(doc))
+    out = tmp_path / "out"
+    args = argv(dict(SMALL, **{"device_target": "CPU", "data_dir": str(root), "run_mode": "test",
+                               "eval_config.keep_res": True, "visual_image": True, "load_checkpoint_path": ckpt,
+                               "save_result_dir": str(out), "eval_config.score_thresh": 0.0}))
+    summary = eval_script.run_eval(get_config(args))
+    shapes = {((i["height"] | 31) + 1, (i["width"] | 31) + 1) for i in doc["images"]}
+    assert summary["shapes_compiled"] == len(shapes) and summary["metrics"] is None
+    assert file_names(out) == ["results.json", "visual"]
+    results = json.loads((out / "results.json").read_text())
+    assert {r["image_id"] for r in results} == {doc["images"][0]["id"], doc["images"][1]["id"]}
+    stems = [os.path.splitext(i["file_name"])[0] for i in doc["images"]]
+    assert file_names(out / "visual") == sorted(s + "_pred.png" for s in stems)
+
+
+def test_empty_detections_are_reported_not_a_crash(synthetic_coco, tmp_path, capsys):
+    ckpt = small_checkpoint(tmp_path / "silent.ckpt", hm_bias=-1e4)  # every score is exactly 0
+    code, out = _run_eval(tmp_path, synthetic_coco, ckpt)
+    assert code == 0
+    assert json.loads((out / "results.json").read_text()) == []
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert all(metrics[name] == 0 for name in STAT_NAMES) and metrics["num_detections"] == 0
+    assert "no detections at all" in capsys.readouterr().err
+
+
+def _assert_failed_cleanly(code, out, capsys, *fragments):
+    """Non-zero exit, no result files (nor temporaries), an ERROR log line naming every fragment."""
+    assert code != 0
+    assert not os.path.exists(out / "results.json") and not os.path.exists(out / "metrics.json")
+    assert [n for n in file_names(out) if n.startswith(".")] == []
+    errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
+    assert errors, "no error logged"
+    for fragment in fragments:
+        assert fragment in errors[-1]
+
+
+def test_missing_annotation_file_and_image_folder(synthetic_coco, ckpt, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, out = _run_eval(tmp_path, synthetic_coco, ckpt, {"data_dir": str(empty)})
+    _assert_failed_cleanly(code, out, capsys, "annotation file not found", "instances_val2017.json")
+    code, out = _run_eval(tmp_path, synthetic_coco, ckpt, {"eval_ann_file": synthetic_coco.val_ann,
+                                                           "eval_image_dir": str(tmp_path / "nowhere")})
+    _assert_failed_cleanly(code, out, capsys, "image folder not found", "nowhere")
+
+
+def test_image_listed_but_absent(synthetic_coco, ckpt, tmp_path, capsys):
+    images = tmp_path / "images"
+    shutil.copytree(synthetic_coco.val_images, images)
+    victim = sorted(os.listdir(images))[3]
+    os.remove(images / victim)
+    code, out = _run_eval(tmp_path, synthetic_coco, ckpt, {"eval_ann_file": synthetic_coco.val_ann,
+                                                           "eval_image_dir": str(images)})
+    _assert_failed_cleanly(code, out, capsys, "missing", victim)
+
+
+def test_checkpoint_for_another_class_count(synthetic_coco, tmp_path, capsys):
+    ckpt = small_checkpoint(tmp_path / "c80.ckpt", num_classes=80)
+    code, out = _run_eval(tmp_path, synthetic_coco, ckpt)
+    _assert_failed_cleanly(code, out, capsys, "trained for 80 classes", "hm.", "num_classes=5")
+
+
+def test_class_count_differs_from_the_annotation_file(synthetic_coco, ckpt, tmp_path, capsys):
+    code, out = _run_eval(tmp_path, synthetic_coco, ckpt, {"dataset_config.num_classes": 4})
+    _assert_failed_cleanly(code, out, capsys, "num_classes is 4", "has 5 categories")
+
+
+def test_an_undecodable_image_leaves_no_results(synthetic_coco, ckpt, tmp_path, capsys):
+    images = tmp_path / "images"
+    shutil.copytree(synthetic_coco.val_images, images)
+    victim = sorted(os.listdir(images))[5]
+    (images / victim).write_bytes(b"not an image")
+    code, out = _run_eval(tmp_path, synthetic_coco, ckpt, {"eval_ann_file": synthetic_coco.val_ann,
+                                                           "eval_image_dir": str(images)})
+    _assert_failed_cleanly(code, out, capsys, "cannot decode", victim)

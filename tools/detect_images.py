@@ -1,0 +1,145 @@
+"""Run the detector on a folder of images (no annotations needed): drawn images plus a results json.
+
+    python tools/detect_images.py --image_dir=photos --load_checkpoint_path=model.ckpt \
+        --save_result_dir=detections [--device_target=CPU] [--eval_ann_file=classes.json] \
+        [--eval_config.score_thresh=0.3] [--eval_config.keep_res=false] [--flip_test=true] ...
+
+Every .jpg/.jpeg/.png/.bmp/.tif/.tiff/.webp directly in image_dir is detected with the same
+pre- and post-processing as eval.py (keep_res or input_res_test, multi_scales, flip_test,
+soft-NMS, max_per_image; every configuration key applies). Written under save_result_dir:
+
+    images/<stem>.png   the image with the detections scoring >= eval_config.score_thresh
+                        (class name and score, colours from eval_config.color_list)
+    results.json        every detection: {"file_name", "image_id", "category_id",
+                        "category_name", "bbox": [x, y, w, h], "score"}
+
+Class names and category ids come from --eval_ann_file (any COCO-format json: its categories
+sorted by id; image ids of the files it lists) when given; otherwise names are
+dataset_config.coco_classes and ids COCO's for the 80 COCO classes (1..N for another count),
+and image_id is the file's position in the sorted listing (after the json's largest id when a
+json is given but does not list the file). Unreadable images are skipped with a warning.
+"""
+import logging
+import os
+import sys
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import mindspore as ms  # noqa: E402
+
+from src.evaluation import CocoData, DataError, default_category_ids, write_json_atomic  # noqa: E402
+from src.inference import Detector, EvalSettings, build_eval_network, detect_images  # noqa: E402
+from src.model_utils.config import ConfigError, get_config  # noqa: E402
+from src.model_utils.device_adapter import get_device_id  # noqa: E402
+from src.utils import CheckpointError, setup_logging  # noqa: E402
+from src.visual import draw_detections, save_image  # noqa: E402
+
+logger = logging.getLogger("detect_images")
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def list_images(image_dir):
+    if not image_dir:
+        raise ConfigError("--image_dir is required: the folder of images to detect")
+    if not os.path.isdir(image_dir):
+        raise DataError("image folder not found: %s" % image_dir)
+    names = sorted(n for n in os.listdir(image_dir)
+                   if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(image_dir, n)))
+    if not names:
+        raise DataError("no images (%s) in %s" % ("/".join(e[1:] for e in IMAGE_EXTENSIONS), image_dir))
+    return names
+
+
+def image_size(path):
+    """(width, height) from the file header (PIL reads no pixels), or None."""
+    try:
+        from PIL import Image
+        with Image.open(path) as image:
+            return image.size
+    except Exception:  # noqa: BLE001  (any unreadable header: the size is learnt when decoding)
+        return None
+
+
+def class_info(cfg, num_classes):
+    """(names, category ids, {file_name: image id}) from --eval_ann_file or the configuration."""
+    if cfg.eval_ann_file:
+        data = CocoData(cfg.eval_ann_file, "")
+        data.check_num_classes(num_classes)
+        return data.class_names, data.category_ids, {e["file_name"]: e["id"] for e in data.images}
+    names = list(cfg.dataset_config.coco_classes)
+    if len(names) != num_classes:
+        logger.warning("dataset_config.coco_classes has %d names for %d classes: drawing class indices; pass "
+                       "--eval_ann_file=<COCO json> to name them", len(names), num_classes)
+        names = ["class_%d" % j for j in range(num_classes)]
+    return names, default_category_ids(num_classes, names), {}
+
+
+def output_names(names):
+    """PNG name per image: <stem>.png, or <stem>_<ext>.png when two images share a stem."""
+    stems = [os.path.splitext(n)[0] for n in names]
+    return {n: (s if stems.count(s) == 1 else s + "_" + os.path.splitext(n)[1][1:]) + ".png"
+            for n, s in zip(names, stems)}
+
+
+def run_detect(cfg):
+    settings = EvalSettings(cfg)
+    if not cfg.load_checkpoint_path:
+        raise ConfigError("--load_checkpoint_path is required: the checkpoint to run")
+    names = list_images(cfg.image_dir)
+    class_names, category_ids, known_ids = class_info(cfg, settings.num_classes)
+    out_dir = cfg.save_result_dir or "."
+    drawn_dir = os.path.join(out_dir, "images")
+    png_names = output_names(names)
+    entries = []
+    first_free = max(known_ids.values(), default=-1) + 1
+    for index, name in enumerate(names):
+        entry = {"id": known_ids.get(name, first_free + index), "file_name": name}
+        size = image_size(os.path.join(cfg.image_dir, name)) if settings.keep_res else None
+        if size:
+            entry["width"], entry["height"] = size
+        entries.append(entry)
+
+    ms.set_context(mode=ms.GRAPH_MODE)
+    if cfg.device_target == "CPU":
+        ms.set_device("CPU")
+    else:
+        ms.set_device(cfg.device_target, get_device_id(cfg) if cfg.enable_modelarts else cfg.device_id)
+    detector = Detector(build_eval_network(cfg, settings.num_classes, cfg.load_checkpoint_path),
+                        max_graphs=len(settings.scales) + 1)
+    if not settings.keep_res:
+        detector.warmup(settings.input_shape(512, 512))
+    colors, thresh = cfg.eval_config.color_list, cfg.eval_config.score_thresh
+
+    def draw(entry, image, per_class):
+        save_image(os.path.join(drawn_dir, png_names[entry["file_name"]]),
+                   draw_detections(image, per_class, class_names, colors, thresh))
+
+    records, timing = detect_images(entries, lambda e: os.path.join(cfg.image_dir, e["file_name"]),
+                                    lambda inp, meta: detector(inp), settings, category_ids, on_image=draw,
+                                    skip_unreadable=True, desc="detect")
+    by_id = {e["id"]: e["file_name"] for e in entries}
+    name_of = dict(zip(category_ids, class_names))
+    results = [dict(file_name=by_id[r["image_id"]], category_name=name_of[r["category_id"]], **r) for r in records]
+    path = write_json_atomic(os.path.join(out_dir, "results.json"), results)
+    logger.info("%d images (%d skipped), %d detections (%d drawn at score >= %.2f): %s and %s/",
+                timing["images"] - timing["skipped"], timing["skipped"], len(results),
+                sum(r["score"] >= thresh for r in results), thresh, path, drawn_dir)
+    return path
+
+
+def main(argv=None):
+    setup_logging()
+    try:
+        cfg = get_config(argv, script="tools/detect_images.py")
+        setup_logging(cfg.log_level)
+        run_detect(cfg)
+    except (ConfigError, CheckpointError, DataError, OSError, ValueError, RuntimeError) as err:
+        logger.error("%s", err)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
