@@ -340,11 +340,11 @@ class Trainer:
         logger.info("checkpoint saved: %s", path)
         return path
 
-    def _stop_agreed(self, requested):
-        """True when any rank wants to stop (every rank must stop at the same step)."""
+    def _stop_ranks(self, requested):
+        """Ranks that received SIGTERM (every rank stops at the same step when one of them did)."""
         if self.group_size == 1:
-            return requested
-        return bool(self.agree.gather([int(requested)]).any())
+            return [0] if requested else []
+        return [int(r) for r in np.flatnonzero(self.agree.gather([int(requested)])[:, 0])]
 
     def run(self, stop):
         cfg = self.cfg
@@ -403,8 +403,10 @@ class Trainer:
                 if step % cfg.save_checkpoint_steps == 0 or step == end_step:
                     self.save(step)
                     saved_step = step
-                if self._stop_agreed(stop.requested):
-                    logger.warning("stop requested (SIGTERM): stopping after step %d", step)
+                stopping = self._stop_ranks(stop.requested)
+                if stopping:
+                    logger.warning("stop requested (SIGTERM%s): stopping after step %d", "" if self.group_size == 1
+                                   else " on rank %s" % ", ".join(map(str, stopping)), step)
                     if saved_step != step:
                         self.save(step)
                     break
@@ -465,7 +467,10 @@ def main(argv=None):
     try:
         cfg = get_config(argv, script="train.py")
         setup_logging(cfg.log_level)
-        moxing_wrapper(cfg)(run_train)(cfg)
+        if os.environ.get("MS_ROLE") == "MS_SCHED":
+            run_train(cfg)  # msrun's scheduler process: it only serves the cluster inside init()
+        else:
+            moxing_wrapper(cfg)(run_train)(cfg)
     except (ConfigError, CheckpointError, ModelArtsError, OSError, ValueError) as err:
         logger.error("%s", err)
         return 2
