@@ -187,12 +187,13 @@ def profiler_dir(cfg, rank):
 class StepProfiler:
     """MindSpore's profiler over the first ``steps`` training steps (after the compiling first one)."""
 
-    def __init__(self, path, steps, rank):
+    def __init__(self, path, steps, rank, device_target):
         from mindspore.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
         self.path, self.steps, self.done = path, max(1, steps), False
         os.makedirs(path, exist_ok=True)
-        self._prof = profile(activities=[ProfilerActivity.CPU], schedule=schedule(wait=0, warmup=1,
-                                                                                  active=self.steps, repeat=1),
+        activities = [ProfilerActivity.CPU] + {"Ascend": [ProfilerActivity.NPU],
+                                               "GPU": [ProfilerActivity.GPU]}.get(device_target, [])
+        self._prof = profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=self.steps, repeat=1),
                              on_trace_ready=tensorboard_trace_handler(path, worker_name="rank%d" % rank))
         self._count = 0
         self._prof.start()
@@ -367,7 +368,7 @@ class Trainer:
                           cfg.log_steps)
         order = (DataOrderRecord(self.order_path, cfg, self.batch_size, self.rank, self.group_size)
                  if cfg.record_data_order else None)
-        profiler = StepProfiler(profiler_dir(cfg, self.rank), cfg.profiler_steps, self.rank) \
+        profiler = StepProfiler(profiler_dir(cfg, self.rank), cfg.profiler_steps, self.rank, cfg.device_target) \
             if cfg.need_profiler else None
         logger.info("training steps %d..%d of %d (%d per epoch, batch %d x %d device(s))", self.start_step + 1,
                     end_step, self.total_steps, self.steps_per_epoch, self.batch_size, self.group_size)
