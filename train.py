@@ -147,8 +147,11 @@ def init_distributed(cfg):
     if cfg.device_num not in (1, group_size):
         raise ConfigError("--device_num=%d but the launcher started %d processes" % (cfg.device_num, group_size))
     cfg.device_num = group_size
+    fusion = {}
+    if cfg.allreduce_fusion_size > 0:  # one AllReduce per N MB of gradients instead of one per tensor
+        fusion = {"comm_fusion": {"allreduce": {"mode": "size", "config": cfg.allreduce_fusion_size}}}
     ms.set_auto_parallel_context(parallel_mode=ms.ParallelMode.DATA_PARALLEL, gradients_mean=True,
-                                 device_num=group_size)
+                                 device_num=group_size, **fusion)
     return rank, group_size
 
 
