@@ -293,9 +293,11 @@ class Trainer:
         self.start_step = 0
         if cfg.resume:
             path = self._resume_path()
+            started = time.perf_counter()
             saved = load_train_state(self.train_step, path, self.run_meta())
             self.start_step = saved["data_step"]
-            logger.info("resumed from %s at step %d of %d", path, self.start_step, self.total_steps)
+            logger.info("resumed from %s at step %d of %d (state loaded in %.1f s)", path, self.start_step,
+                        self.total_steps, time.perf_counter() - started)
         self.opt_step = int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
 
     def _resume_path(self):

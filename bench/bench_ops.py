@@ -140,6 +140,9 @@ def bench_resume(args, data, work):
             raise RuntimeError(done.stderr[-3000:])
         step, since_start, in_step = first_step_seconds(done.stderr)
         results[name] = {"first_step": step, "s_from_start": since_start, "s_in_first_step": in_step}
+        loaded = re.search(r"state loaded in ([\d.]+) s", done.stderr)
+        if loaded:
+            results[name]["s_loading_state"] = float(loaded.group(1))
     ckpt = [f for f in os.listdir(os.path.join(work, "resume", "ckpt_0")) if f.endswith(".ckpt")]
     size = os.path.getsize(os.path.join(work, "resume", "ckpt_0", ckpt[-1]))
     results["checkpoint_MB"] = round(size / 2 ** 20, 1)
