@@ -362,7 +362,7 @@ class Trainer:
             logger.info("nothing to do: the checkpoint is already at step %d (run ends at step %d)",
                         self.start_step, end_step)
             return self.start_step
-        if stop.requested:
+        if stop.requested and self.group_size == 1:  # distributed: the ranks agree after the first step
             logger.warning("stop requested (SIGTERM) before the first step: exiting without training")
             return self.start_step
         dataset, _ = create_train_dataset(cfg, cfg.mindrecord_dir, cfg.mindrecord_prefix, self.batch_size,
