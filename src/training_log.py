@@ -41,24 +41,29 @@ class TrainingLog:
         self._last_time = time.perf_counter()
         self._last_step = step
 
-    def record(self, step, outputs, lr):
-        """``step``: global data steps done (1-based); outputs: (total, hm, wh, off, overflow, scale)."""
+    def record(self, step, outputs, lr, timed=True):
+        """``step``: global data steps done (1-based); outputs: (total, hm, wh, off, overflow, scale).
+
+        ``timed`` False (the first step of a run, which compiles the graph) logs the step
+        without a throughput figure (images_per_sec nan in the CSV).
+        """
         total, hm_loss, wh_loss, off_loss, overflow, scale = outputs
         if overflow:
             self.overflows += 1
             logger.warning("step %d: gradient overflow at loss scale %g; the step was skipped", step, scale)
-        if step % self.log_steps and step != self.total_steps:
+        if timed and step % self.log_steps and step != self.total_steps:
             return
         now = time.perf_counter()
         steps = step - self._last_step
         seconds = max(now - self._last_time, 1e-9)
-        ips = steps * self.images_per_step / seconds
+        ips = steps * self.images_per_step / seconds if timed else float("nan")
         self._last_time, self._last_step = now, step
         epoch = (step - 1) // self.steps_per_epoch + 1
         in_epoch = (step - 1) % self.steps_per_epoch + 1
         logger.info("epoch: %d, step: %d/%d (global %d/%d), loss: %.5f (hm %.5f, wh %.5f, off %.5f), lr: %.3e, "
-                    "loss_scale: %g, %.1f images/s%s", epoch, in_epoch, self.steps_per_epoch, step,
-                    self.total_steps, total, hm_loss, wh_loss, off_loss, lr, scale, ips,
+                    "loss_scale: %g, %s%s", epoch, in_epoch, self.steps_per_epoch, step,
+                    self.total_steps, total, hm_loss, wh_loss, off_loss, lr, scale,
+                    "%.1f images/s" % ips if timed else "graph compiled",
                     " (x%d devices)" % self.group_size if self.group_size > 1 else "")
         if self._file:
             self._writer.writerow((step, epoch, "%.6e" % lr, "%.6f" % total, "%.6f" % hm_loss, "%.6f" % wh_loss,

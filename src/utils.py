@@ -81,6 +81,14 @@ def checkpoint_name(epoch, step_in_epoch):
     return "%s-%d_%d.ckpt" % (CKPT_PREFIX, epoch, step_in_epoch)
 
 
+def checkpoint_position(path):
+    """(epoch, step in epoch) encoded in a training checkpoint's file name."""
+    match = _CKPT_RE.match(os.path.basename(path))
+    if not match:
+        raise CheckpointError("not a training checkpoint name (%s-<epoch>_<step>.ckpt): %s" % (CKPT_PREFIX, path))
+    return int(match.group(1)), int(match.group(2))
+
+
 def list_checkpoints(folder):
     """Complete training checkpoints in ``folder``, oldest first (by epoch, then step)."""
     found = []
@@ -92,19 +100,37 @@ def list_checkpoints(folder):
 
 
 def remove_stale_temporaries(folder):
-    """Delete temporaries left by a killed run (they never count as checkpoints)."""
-    for path in glob.glob(os.path.join(folder, ".tmp-*.ckpt")):
+    """Delete temporaries left by a killed run (they never count as checkpoints).
+
+    save_checkpoint_atomic writes ``.tmp-<pid>-<name>.ckpt``, and MindSpore itself first
+    writes ``.tmp-<pid>-<name>.tmp`` and renames it: a kill can leave either.
+    """
+    for path in glob.glob(os.path.join(folder, ".tmp-*")):
         os.remove(path)
 
 
+def _fsync(path, directory=False):
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def save_checkpoint_atomic(cell, path, append_dict=None):
-    """ms.save_checkpoint to a hidden temporary beside ``path``, then rename onto ``path``."""
+    """ms.save_checkpoint to a hidden temporary beside ``path``, then rename onto ``path``.
+
+    The temporary is flushed to disk before the rename (and the folder after it), so neither
+    a killed process nor a crashed machine leaves a truncated file under a checkpoint name.
+    """
     folder, name = os.path.split(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     tmp = os.path.join(folder, ".tmp-%d-%s" % (os.getpid(), name))
     try:
         ms.save_checkpoint(cell, tmp, append_dict=append_dict)
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync(folder, directory=True)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

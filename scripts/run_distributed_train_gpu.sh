@@ -1,0 +1,29 @@
+#!/bin/bash
+# Data-parallel training on DEVICE_NUM GPUs of this host with msrun (NCCL), in the background
+# (FOREGROUND=1 waits and exits with the job's status).
+# Outputs: $OUTPUT_DIR/LOG<rank>/training_log.txt and .../ckpt_<rank>/; msrun's own output in
+# $OUTPUT_DIR/msrun_launcher.log ($OUTPUT_DIR: current folder).
+# Environment: MASTER_PORT (default 8118), CLUSTER_TIME_OUT (default 300 s), BIND_CORE (msrun
+# --bind_core, default False), MS_NODE_TIMEOUT (heartbeat timeout of MindSpore's cluster).
+# Extra --key=value arguments after the positional ones are passed to train.py. See docs/training_ops.md.
+source "$(dirname "$0")/common.sh"
+
+usage() {
+    echo "Usage: bash scripts/run_distributed_train_gpu.sh MINDRECORD_DATASET_PATH DEVICE_NUM [LOAD_CHECKPOINT_PATH] [--key=value ...]"
+    echo "  MINDRECORD_DATASET_PATH  folder of the MindRecord training files (scripts/convert_dataset_to_mindrecord.sh)"
+    echo "  DEVICE_NUM               number of GPUs (train_config.batch_size is per GPU)"
+    echo "  LOAD_CHECKPOINT_PATH     optional checkpoint to start from (\"\" for none)"
+}
+
+split_args "$@"
+check_count 2 3
+MINDRECORD_PATH=$(real_path "${POSITIONAL[0]}")
+WORKER_NUM=${POSITIONAL[1]}
+check_uint DEVICE_NUM "$WORKER_NUM" 1
+LOAD_CHECKPOINT_PATH=$(real_path "${POSITIONAL[2]}")
+check_mindrecord "$MINDRECORD_PATH"
+check_checkpoint "$LOAD_CHECKPOINT_PATH"
+check_device_count GPU "$WORKER_NUM"
+FOREGROUND=${FOREGROUND:-0}
+DEFAULTS=(--epoch_size=330)
+launch_msrun GPU

@@ -1,0 +1,129 @@
+"""scripts/run_*.sh: argument checks, usage on error, relative paths, exit status, background runs.
+
+The Ascend and GPU scripts are run up to the point where this CPU-only machine stops them
+(checks, then a job that fails at start because the backend is missing, which the script
+must report as a failure)."""
+import os
+import socket
+
+import pytest
+
+from ops_support import PYTHON, ROOT, TINY, read_text, run, wait_for
+
+SCRIPTS = os.path.join(ROOT, "scripts")
+TRAIN_SCRIPTS = ["run_standalone_train_ascend.sh", "run_standalone_train_gpu.sh", "run_standalone_train_cpu.sh",
+                 "run_distributed_train_ascend.sh", "run_distributed_train_ascend_msrun.sh",
+                 "run_distributed_train_gpu.sh", "run_distributed_train_cpu.sh"]
+EVAL_SCRIPTS = ["run_standalone_eval_ascend.sh", "run_standalone_eval_gpu.sh", "run_standalone_eval_cpu.sh"]
+
+
+def _script(name, *args, cwd=ROOT, extra_env=None, path_first=None, timeout=120):
+    kwargs = {} if path_first is None else {"path_first": path_first}
+    return run(["bash", os.path.join(SCRIPTS, name)] + [str(a) for a in args], timeout, cwd=cwd,
+               extra_env=extra_env, **kwargs)
+
+
+@pytest.mark.parametrize("name", TRAIN_SCRIPTS + EVAL_SCRIPTS)
+def test_no_argument_prints_usage_and_fails(name):
+    result = _script(name)
+    assert result.returncode == 2
+    assert "error: expected" in result.stderr and "Usage: bash scripts/%s" % name in result.stderr
+
+
+@pytest.mark.parametrize("name, args, message", [
+    ("run_standalone_train_ascend.sh", ["x", "{data}"], "DEVICE_ID must be an integer, got 'x'"),
+    ("run_standalone_train_ascend.sh", ["0", "{data}", "a.ckpt", "extra"], "expected 2 to 3 arguments, got 4"),
+    ("run_standalone_train_cpu.sh", ["{tmp}/missing"], "MINDRECORD_DATASET_PATH is not a folder"),
+    ("run_standalone_train_cpu.sh", ["{tmp}"], "holds no MindRecord files"),
+    ("run_standalone_train_gpu.sh", ["0", "{data}", "{tmp}/missing.ckpt"], "LOAD_CHECKPOINT_PATH is not a file"),
+    ("run_distributed_train_cpu.sh", ["{data}", "two"], "WORKER_NUM must be an integer, got 'two'"),
+    ("run_distributed_train_cpu.sh", ["{data}", "0"], "WORKER_NUM must be at least 1, got 0"),
+    ("run_distributed_train_gpu.sh", ["{data}", "-1"], "DEVICE_NUM must be an integer"),
+    ("run_distributed_train_ascend.sh", ["{data}", "{tmp}/hccl.json"], "RANK_TABLE_FILE is not a file"),
+    ("run_standalone_eval_cpu.sh", ["train", "{tmp}", "{tmp}/m.ckpt"], "RUN_MODE must be val or test, got 'train'"),
+    ("run_standalone_eval_ascend.sh", ["0", "val", "{tmp}/coco", "{tmp}/m.ckpt"], "DATA_DIR is not a folder"),
+    ("run_standalone_eval_gpu.sh", ["0", "test", "{tmp}", "{tmp}/m.ckpt"], "LOAD_CHECKPOINT_PATH is not a file"),
+])
+def test_bad_arguments_are_named(synthetic_mindrecord, tmp_path, name, args, message):
+    values = {"data": synthetic_mindrecord.mindrecord_dir, "tmp": str(tmp_path)}
+    result = _script(name, *[a.format(**values) for a in args])
+    assert result.returncode == 2
+    assert message in result.stderr and "Usage:" in result.stderr
+
+
+def test_relative_paths_are_resolved_from_the_calling_folder(synthetic_mindrecord, tmp_path):
+    """A relative dataset path is found from the caller's folder (the job itself fails fast: no Ascend)."""
+    parent = os.path.dirname(synthetic_mindrecord.mindrecord_dir)
+    name = os.path.basename(synthetic_mindrecord.mindrecord_dir)
+    result = _script("run_standalone_train_ascend.sh", "0", name, cwd=parent,
+                     extra_env={"OUTPUT_DIR": str(tmp_path / "out"), "STARTUP_CHECK_S": "120"})
+    log = read_text(tmp_path / "out" / "LOG0" / "training_log.txt")
+    assert "--mindrecord_dir=%s" % synthetic_mindrecord.mindrecord_dir in log
+    # Background run (the default on Ascend): the failure at start is detected and reported.
+    assert result.returncode == 1
+    assert "the job stopped at start with exit status 2" in result.stderr
+    assert "--device_target=Ascend cannot be used" in result.stderr
+    assert (tmp_path / "out" / "LOG0" / "exit_status").read_text().strip() == "2"
+
+
+def test_rank_table_script_refuses_a_host_without_the_devices(synthetic_mindrecord, tmp_path):
+    table = os.path.join(ROOT, "tests", "data", "rank_table_8p.json")
+    result = _script("run_distributed_train_ascend.sh", synthetic_mindrecord.mindrecord_dir, table,
+                     extra_env={"OUTPUT_DIR": str(tmp_path / "out")})
+    assert result.returncode == 2
+    assert "no Ascend device found on this host" in result.stderr
+    assert "could not generate the launch commands" in result.stderr
+
+
+def test_rank_table_script_reports_failed_ranks(synthetic_mindrecord, tmp_path):
+    """With DEVICE_COUNT faking 2 devices the ranks start, fail (no Ascend here) and the job fails."""
+    table = os.path.join(ROOT, "tests", "data", "rank_table_2p.json")
+    result = _script("run_distributed_train_ascend.sh", synthetic_mindrecord.mindrecord_dir, table,
+                     extra_env={"OUTPUT_DIR": str(tmp_path / "out"), "DEVICE_COUNT": "2", "FOREGROUND": "1"},
+                     timeout=300)
+    assert result.returncode == 1
+    assert "exited with status 2" in result.stderr + result.stdout
+    for rank in (0, 1):
+        assert "--device_target=Ascend cannot be used" in read_text(
+            tmp_path / "out" / ("LOG%d" % rank) / "training_log.txt")
+
+
+def test_msrun_absent_is_named(synthetic_mindrecord, tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    os.symlink(PYTHON, bin_dir / "python")  # python is there, msrun is not
+    result = _script("run_distributed_train_cpu.sh", synthetic_mindrecord.mindrecord_dir, "2",
+                     path_first=str(bin_dir), extra_env={"PATH": "%s:/usr/bin:/bin" % bin_dir})
+    assert result.returncode == 1
+    assert "msrun not found on PATH" in result.stderr
+
+
+def test_busy_master_port_is_named(synthetic_mindrecord):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        result = _script("run_distributed_train_cpu.sh", synthetic_mindrecord.mindrecord_dir, "2",
+                         extra_env={"MASTER_PORT": str(port)})
+    assert result.returncode == 2
+    assert "MASTER_PORT %d is in use" % port in result.stderr
+
+
+def test_cpu_standalone_script_in_the_background(synthetic_mindrecord, tmp_path):
+    out = tmp_path / "out"
+    result = _script("run_standalone_train_cpu.sh", synthetic_mindrecord.mindrecord_dir, *TINY, "--train_steps=2",
+                     extra_env={"OUTPUT_DIR": str(out), "FOREGROUND": "0", "STARTUP_CHECK_S": "1"})
+    assert result.returncode == 0, result.stderr
+    assert "started in the background" in result.stdout or "finished within" in result.stdout
+    status = out / "LOG0" / "exit_status"
+    assert wait_for(status.exists, 300), read_text(out / "LOG0" / "training_log.txt")[-3000:]
+    assert status.read_text().strip() == "0"
+    assert (out / "LOG0" / "ckpt_0" / "checkpoint_centernet-1_2.ckpt").is_file()
+    assert "training finished" in read_text(out / "LOG0" / "training_log.txt")
+
+
+def test_cpu_standalone_script_returns_the_job_status(synthetic_mindrecord, tmp_path):
+    result = _script("run_standalone_train_cpu.sh", synthetic_mindrecord.mindrecord_dir, *TINY,
+                     "--train_config.batch_size=64", extra_env={"OUTPUT_DIR": str(tmp_path / "out")})
+    assert result.returncode == 2
+    assert "too few for one global batch" in result.stderr  # the end of the log is shown
