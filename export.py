@@ -12,7 +12,10 @@ flip-averaged network. The file is written to a temporary name and renamed when 
 import glob
 import logging
 import os
+import re
+import shutil
 import sys
+import tempfile
 
 import numpy as np
 import mindspore as ms
@@ -27,6 +30,8 @@ from src.utils import CheckpointError, setup_logging
 logger = logging.getLogger("export")
 
 EXTENSIONS = {"MINDIR": ".mindir", "AIR": ".air"}
+# The file names ms.export accepts (it checks this pattern and refuses others).
+MS_SAFE_FILE_NAME = re.compile(r"^[0-9a-zA-Z@_\-.:/\\]+$")
 
 
 def check_export_config(cfg):
@@ -65,13 +70,25 @@ def export_network(net, path, input_shape, file_format):
     os.makedirs(folder, exist_ok=True)
     ext = EXTENSIONS[file_format]
     tmp_base = os.path.join(folder, ".%s.tmp-%d" % (base[:-len(ext)], os.getpid()))
+    staging = None
+    export_base = tmp_base
+    if not MS_SAFE_FILE_NAME.match(tmp_base):
+        # ms.export refuses names with other characters (a space, say): export into a temporary
+        # folder of our own, then copy the file beside the target before the final rename.
+        staging = tempfile.mkdtemp(prefix="centernet_export_")
+        export_base = os.path.join(staging, "model")
     try:
-        ms.export(net, Tensor(np.zeros(input_shape, np.float32)), file_name=tmp_base, file_format=file_format)
-        written = tmp_base + ext
+        ms.export(net, Tensor(np.zeros(input_shape, np.float32)), file_name=export_base, file_format=file_format)
+        written = export_base + ext
         if not os.path.isfile(written):
             raise RuntimeError("ms.export wrote no %s file (expected %s)" % (file_format, written))
+        if staging:
+            shutil.copyfile(written, tmp_base + ext)
+            written = tmp_base + ext
         os.replace(written, path)
     finally:
+        if staging:
+            shutil.rmtree(staging, ignore_errors=True)
         for leftover in glob.glob(glob.escape(tmp_base) + "*"):
             if os.path.isfile(leftover):
                 os.remove(leftover)

@@ -243,8 +243,13 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--keep", default=None, help="generate into this folder and keep it")
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
-    run(args.pipeline_images, tuple(args.convert_sizes), args.repeats, args.batch, args.keep)
+    results = run(args.pipeline_images, tuple(args.convert_sizes), args.repeats, args.batch, args.keep)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+    return results
 
 
 if __name__ == "__main__":

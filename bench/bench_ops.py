@@ -204,6 +204,7 @@ def main(argv=None):
     parser.add_argument("--full", action="store_true", help="resume: ResNet-101 with DCN, batch 1")
     parser.add_argument("--data", default="", help="a MindRecord folder (default: generate 64 synthetic images)")
     parser.add_argument("--port", type=int, default=8177)
+    parser.add_argument("--json", help="also write the figures to this file")
     args = parser.parse_args(argv)
     work = tempfile.mkdtemp(prefix="bench_ops_")
     try:
@@ -216,6 +217,9 @@ def main(argv=None):
         result["settings"] = {"res": args.res, "batch_per_worker": args.batch, "steps": args.steps,
                               "full": args.full}
         print(json.dumps(result, indent=2))
+        if args.json:
+            with open(args.json, "w", encoding="utf-8") as f:
+                json.dump(result, f, indent=2)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -7,6 +7,7 @@ loss scaling, Adam), so the data pipeline is excluded; it has its own benchmark.
     python bench/bench_train.py --config_path=quick_start_config.yaml --batch_size=8
 """
 import argparse
+import json
 import os
 import resource
 import statistics
@@ -90,6 +91,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--forward_only", action="store_true")
     parser.add_argument("--device_target", default="CPU")
+    parser.add_argument("--json", help="also write the figures to this file")
     args, overrides = parser.parse_known_args(argv)
     cfg_argv = ["--device_target=%s" % args.device_target] + overrides
     if args.config_path:
@@ -100,6 +102,9 @@ def main(argv=None):
           "peak RSS %.0f MB" % (kind, args.config_path or "default_config.yaml", result["params"] / 1e6,
                                 result["input"], result["batch"], result["seconds"], result["runs"],
                                 result["batch"] / result["seconds"], result["peak_rss_mb"]))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=2)
     return result
 
 

@@ -35,6 +35,15 @@ def test_mindir_reload_gives_the_python_network_outputs(ckpt, tmp_path, make_con
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
 
 
+def test_a_name_mindspore_refuses_is_exported_through_a_staging_folder(ckpt, tmp_path):
+    folder = tmp_path / "my models"  # ms.export refuses names with a space
+    folder.mkdir()
+    assert _export(folder, ckpt, export_name=str(folder / "centernet v1")) == 0
+    assert os.listdir(folder) == ["centernet v1.mindir"]
+    out = nn.GraphCell(ms.load(str(folder / "centernet v1.mindir")))(Tensor(np.zeros((1, 3, 128, 128), np.float32)))
+    assert out.shape == (1, 100, 6)
+
+
 def test_air_needs_ascend_and_nothing_is_written(ckpt, tmp_path, capsys):
     assert _export(tmp_path, ckpt, export_format="AIR") != 0
     assert "AIR needs the Ascend backend" in capsys.readouterr().err

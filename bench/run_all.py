@@ -1,0 +1,404 @@
+"""Run the project's benchmarks, print one table and write docs/PERFORMANCE.md.
+
+    python bench/run_all.py                        # every benchmark (about 25 minutes on 2 cores)
+    python bench/run_all.py --only eval rss        # some of them; the others keep their last figures
+    python bench/run_all.py --with_quick_start     # also time scripts/run_quick_start.sh (~15 min more)
+
+Each benchmark runs in a fresh process (the scripts beside this one, or train.py / eval.py
+themselves for peak memory), writes its figures as JSON, and the figures are merged into
+``docs/performance.json`` (one entry per benchmark, with its date, command and machine load) from
+which ``docs/PERFORMANCE.md`` is regenerated. Every figure is a median over several runs or steps
+(the count is in the table). CPU timings on a shared machine vary: run it on an idle machine.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+PYTHON = sys.executable
+QUICK_START_CONFIG = "quick_start_config.yaml"
+FULL_RES = 512
+FULL_BATCH = 2
+
+
+# ----------------------------------------------------------------------------- process-tree memory
+def _children(pid):
+    """Direct children of ``pid`` (from /proc/<pid>/task/*/children)."""
+    found = []
+    try:
+        for task in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/children" % (pid, task), encoding="ascii") as f:
+                found.extend(int(p) for p in f.read().split())
+    except OSError:
+        pass
+    return found
+
+
+def _rss_mb(pid):
+    try:
+        with open("/proc/%d/status" % pid, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return 0.0
+
+
+def run_sampling_rss(cmd, log_path, interval=0.2, env=None):
+    """Run ``cmd``; returns (exit code, seconds, peak summed RSS of its process tree in MB, peak of the
+    largest single process in MB). Sampled every ``interval`` s from /proc (Linux)."""
+    peak = {"tree": 0.0, "single": 0.0}
+    with open(log_path, "w", encoding="utf-8") as log:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        done = threading.Event()
+
+        def sample():
+            while not done.is_set():
+                pids, queue = [], [proc.pid]
+                while queue:
+                    pid = queue.pop()
+                    pids.append(pid)
+                    queue.extend(_children(pid))
+                sizes = [_rss_mb(p) for p in pids]
+                peak["tree"] = max(peak["tree"], sum(sizes))
+                peak["single"] = max(peak["single"], max(sizes))
+                done.wait(interval)
+
+        thread = threading.Thread(target=sample, daemon=True)
+        thread.start()
+        code = proc.wait()
+        done.set()
+        thread.join()
+    return code, time.perf_counter() - start, peak["tree"], peak["single"]
+
+
+# ----------------------------------------------------------------------------- benchmarks
+def _script(name, *args):
+    return [PYTHON, os.path.join(ROOT, "bench", name)] + list(args)
+
+
+def _run_json(cmd, work, name):
+    """Run a bench script with ``--json FILE``; returns its figures. Output goes to a log in ``work``."""
+    out = os.path.join(work, name + ".json")
+    log = os.path.join(work, name + ".log")
+    with open(log, "w", encoding="utf-8") as f:
+        code = subprocess.run(cmd + ["--json", out], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+    if code != 0:
+        with open(log, encoding="utf-8", errors="replace") as f:
+            tail = f.read()[-3000:]
+        raise RuntimeError("%s failed (exit %d):\n%s" % (" ".join(cmd), code, tail))
+    with open(out, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _quick_start_batch():
+    from src.model_utils.config import get_config
+    return get_config(["--config_path=%s" % os.path.join(ROOT, QUICK_START_CONFIG)]).train_config.batch_size
+
+
+def bench_data(args, work):
+    cmd = _script("bench_data.py", "--repeats", str(args.repeats), "--convert_sizes", "1000", "2000")
+    return {"command": cmd, "figures": _run_json(cmd, work, "data")}
+
+
+def bench_train_full(args, work):
+    cmd = _script("bench_train.py", "--batch_size=%d" % FULL_BATCH, "--steps", str(args.steps))
+    return {"command": cmd, "figures": _run_json(cmd, work, "train_full")}
+
+
+def bench_train_quick(args, work):
+    cmd = _script("bench_train.py", "--config_path=%s" % QUICK_START_CONFIG,
+                  "--batch_size=%d" % _quick_start_batch(), "--steps", str(args.steps))
+    return {"command": cmd, "figures": _run_json(cmd, work, "train_quick")}
+
+
+def bench_forward(args, work):
+    cmd = _script("bench_train.py", "--forward_only", "--steps", str(args.steps))
+    return {"command": cmd, "figures": _run_json(cmd, work, "forward")}
+
+
+def bench_eval(args, work):
+    cmd = _script("bench_eval.py", "--runs", str(args.repeats), "--skip_keep_res")
+    return {"command": cmd, "figures": _run_json(cmd, work, "eval")}
+
+
+def bench_rss(args, work):
+    """Peak memory of train.py (ResNet-101, 512x512, batch 2, real pipeline) and of eval.py on its checkpoint."""
+    from tools.make_synthetic_coco import make_dataset
+    from src.dataset import DEFAULT_PREFIX, coco_to_mindrecord
+    coco = os.path.join(work, "coco")
+    paths = make_dataset(coco, 32, 16, seed=3)
+    mindrecord = os.path.join(work, "mindrecord")
+    coco_to_mindrecord(paths["train"], os.path.join(coco, "train2017"), mindrecord, DEFAULT_PREFIX, shards=2)
+    common = ["--device_target=CPU", "--dataset_config.num_classes=5"]
+    train_cmd = [PYTHON, "train.py"] + common + [
+        "--mindrecord_dir=%s" % mindrecord, "--train_config.batch_size=%d" % FULL_BATCH, "--train_steps=4",
+        "--num_parallel_workers=2", "--save_checkpoint_path=%s" % os.path.join(work, "train")]
+    code, seconds, tree, single = run_sampling_rss(train_cmd, os.path.join(work, "rss_train.log"))
+    if code:
+        raise RuntimeError("train.py failed (exit %d), see %s" % (code, os.path.join(work, "rss_train.log")))
+    ckpt_dir = os.path.join(work, "train", "ckpt_0")
+    ckpt = os.path.join(ckpt_dir, sorted(f for f in os.listdir(ckpt_dir) if f.endswith(".ckpt"))[-1])
+    eval_cmd = [PYTHON, "eval.py"] + common + [
+        "--data_dir=%s" % coco, "--load_checkpoint_path=%s" % ckpt, "--eval_config.keep_res=false",
+        "--dataset_config.input_res_test=[%d,%d]" % (FULL_RES, FULL_RES),
+        "--save_result_dir=%s" % os.path.join(work, "eval")]
+    ecode, eseconds, etree, esingle = run_sampling_rss(eval_cmd, os.path.join(work, "rss_eval.log"))
+    if ecode:
+        raise RuntimeError("eval.py failed (exit %d), see %s" % (ecode, os.path.join(work, "rss_eval.log")))
+    shown = [" ".join(shlex.quote(os.path.relpath(c, work) if c.startswith(work) else c) for c in cmd[1:])
+             for cmd in (train_cmd, eval_cmd)]
+    return {"command": _script("run_all.py", "--only", "rss"),
+            "figures": {"train": {"tree_mb": round(tree), "largest_process_mb": round(single),
+                                  "seconds": round(seconds, 1), "argv": shown[0]},
+                        "eval": {"tree_mb": round(etree), "largest_process_mb": round(esingle),
+                                 "seconds": round(eseconds, 1), "argv": shown[1]}}}
+
+
+def bench_scaling(args, work):
+    cmd = _script("bench_ops.py", "scaling", "--steps", "20")
+    return {"command": cmd, "figures": _run_json(cmd, work, "scaling")}
+
+
+def bench_resume(args, work):
+    cmd = _script("bench_ops.py", "resume", "--full", "--res", str(FULL_RES))
+    return {"command": cmd, "figures": _run_json(cmd, work, "resume")}
+
+
+def bench_quick_start(args, work):
+    out = os.path.join(work, "quick_start")
+    cmd = ["bash", os.path.join(ROOT, "scripts", "run_quick_start.sh"), out]
+    code, seconds, tree, _ = run_sampling_rss(cmd, os.path.join(work, "quick_start.log"))
+    if code:
+        raise RuntimeError("run_quick_start.sh failed (exit %d), see %s" % (code, os.path.join(work, "quick_start.log")))
+    with open(os.path.join(out, "eval", "metrics.json"), encoding="utf-8") as f:
+        metrics = json.load(f)
+    return {"command": ["bash", "scripts/run_quick_start.sh", "OUT_DIR"],
+            "figures": {"wall_s": round(seconds, 1), "AP": metrics["AP"], "AP50": metrics["AP50"],
+                        "peak_tree_mb": round(tree)}}
+
+
+BENCHMARKS = {
+    "data": bench_data,
+    "train_full": bench_train_full,
+    "train_quick": bench_train_quick,
+    "forward": bench_forward,
+    "eval": bench_eval,
+    "rss": bench_rss,
+    "scaling": bench_scaling,
+    "resume": bench_resume,
+    "quick_start": bench_quick_start,
+}
+DEFAULT = [name for name in BENCHMARKS if name != "quick_start"]
+
+
+# ----------------------------------------------------------------------------- report
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo", encoding="ascii") as f:
+            mem_gib = int(f.readline().split()[1]) / 2 ** 20
+    except OSError:
+        mem_gib = 0.0
+    try:
+        import mindspore
+        ms_version = mindspore.__version__
+    except ImportError:
+        ms_version = "not installed"
+    return {"cpu": model, "cores": len(os.sched_getaffinity(0)), "memory_gib": round(mem_gib, 1),
+            "python": platform.python_version(), "mindspore": ms_version, "os": platform.platform()}
+
+
+def _cmd_text(entry):
+    parts = entry["command"]
+    if parts and parts[0] == PYTHON or (parts and parts[0].endswith("python")):
+        parts = ["python"] + parts[1:]
+    return " ".join(os.path.relpath(p, ROOT) if os.path.isabs(p) and p.startswith(ROOT) else p for p in parts)
+
+
+def rows(results):
+    """(figure, value, how measured, command) for every figure available in ``results``."""
+    out = []
+
+    def get(name):
+        return results.get(name, {}).get("figures")
+
+    data = get("data")
+    if data:
+        cmd = _cmd_text(results["data"])
+        out.append(("training pipeline, 640x480 JPEG -> 512x512, all augmentations, 80 classes",
+                    "%.0f images/s per core" % data["pipeline_1w_per_worker"],
+                    "MindSpore pipeline, 1 worker process, median of %s runs" % results["data"]["repeats"], cmd))
+        out.append(("same, 2 worker processes", "%.0f images/s in total" % (2 * data["pipeline_2w_per_worker"]),
+                    "median of %s runs" % results["data"]["repeats"], cmd))
+        out.append(("training pipeline at 256x256, 5 classes, 2 workers",
+                    "%.0f images/s in total" % (2 * data["pipeline_small_2w_per_worker"]), "", cmd))
+        for key in sorted(k for k in data if k.startswith("convert_")):
+            conv = data[key]
+            out.append(("COCO -> MindRecord conversion, %d images" % conv["images"],
+                        "%.0f images/s, peak RSS %.0f MB (+%.0f MB while writing)" % (
+                            conv["images_per_s"], conv["rss_main_mb"], conv["write_growth_mb"]),
+                        "all cores, median of %s runs" % results["data"]["repeats"], cmd))
+    for name, label in (("train_full", "training step, ResNet-101-DCN"),
+                        ("train_quick", "training step, quick-start configuration")):
+        fig = get(name)
+        if fig:
+            out.append((label + " (%s, batch %d, %.1f M parameters)" % (fig["input"], fig["batch"], fig["params"] / 1e6),
+                        "%.2f s (%.1f images/s)" % (fig["seconds"], fig["batch"] / fig["seconds"]),
+                        "compute only, batch %d, median of %d steps" % (fig["batch"], fig["runs"]),
+                        _cmd_text(results[name])))
+    fig = get("forward")
+    if fig:
+        out.append(("inference forward + decode, ResNet-101-DCN, %s, batch 1" % fig["input"],
+                    "%.2f s" % fig["seconds"], "median of %d runs" % fig["runs"], _cmd_text(results["forward"])))
+    fig = get("eval")
+    if fig:
+        post = fig["postprocess"]
+        out.append(("post-processing per image (K=100, 80 classes, soft-NMS)", "%.2f ms" % post["ms_per_image"],
+                    "one core, %d images, median of %d runs" % (post["images"], post["runs"]),
+                    _cmd_text(results["eval"])))
+        if fig.get("eval_overhead"):
+            over = fig["eval_overhead"]
+            out.append(("evaluation overhead: eval.py run (set-up excluded) / pure forward", "%.2f" % over["ratio"],
+                        "%s, %d images, median of %d repetitions" % (over["config"], over["images"], over["runs"]),
+                        _cmd_text(results["eval"])))
+    fig = get("rss")
+    if fig:
+        for part in ("train", "eval"):
+            p = fig[part]
+            out.append(("peak memory of %s.py, ResNet-101-DCN, 512x512" % part,
+                        "%d MB (process tree), %d MB (largest process)" % (p["tree_mb"], p["largest_process_mb"]),
+                        "sampled every 0.2 s", "python " + p["argv"]))
+    fig = get("scaling")
+    if fig:
+        out.append(("data-parallel scaling on CPU, 1 -> 2 workers (tiny network)",
+                    "%.1f -> %.1f images/s (x%.2f; independent runs x%.2f)" % (
+                        fig["1 worker"]["images_per_s"], fig["2 workers"]["images_per_s"], fig["speed-up"],
+                        fig["speed-up of independent runs"]),
+                    "median steady step of each run", _cmd_text(results["scaling"])))
+    fig = get("resume")
+    if fig:
+        out.append(("resume overhead, ResNet-101-DCN (checkpoint %.0f MB)" % fig["checkpoint_MB"],
+                    "%.1f s to the first resumed step (fresh run %.1f s); state loading %.1f s" % (
+                        fig["resumed"]["s_from_start"], fig["fresh"]["s_from_start"],
+                        fig["resumed"].get("s_loading_state", float("nan"))),
+                    "process start to end of first step", _cmd_text(results["resume"])))
+    fig = get("quick_start")
+    if fig:
+        out.append(("quick start, whole run (data, conversion, training, evaluation, export)",
+                    "%.0f s; AP %.3f, AP50 %.3f" % (fig["wall_s"], fig["AP"], fig["AP50"]), "",
+                    _cmd_text(results["quick_start"])))
+    return out
+
+
+def write_markdown(path, results):
+    info = results.get("_machine", machine())
+    lines = [
+        "# Performance record",
+        "",
+        "Generated by `python bench/run_all.py` from `docs/performance.json`; do not edit by hand.",
+        "Every figure comes from a script in `bench/` (or the quick-start script) that anyone can rerun.",
+        "",
+        "## Machine",
+        "",
+        "| | |",
+        "|---|---|",
+        "| CPU | %s |" % info["cpu"],
+        "| cores available | %d |" % info["cores"],
+        "| memory | %.1f GiB |" % info["memory_gib"],
+        "| OS | %s |" % info["os"],
+        "| Python / MindSpore | %s / %s |" % (info["python"], info["mindspore"]),
+        "| accelerator | none (device_target=CPU) |",
+        "",
+        "## Figures",
+        "",
+        "| figure | measured | how | command |",
+        "|---|---|---|---|",
+    ]
+    for figure, value, how, cmd in rows(results):
+        lines.append("| %s | %s | %s | `%s` |" % (figure, value, how, cmd))
+    lines += ["", "## When each benchmark ran", "", "| benchmark | date (UTC) | load average before |",
+              "|---|---|---|"]
+    for name in BENCHMARKS:
+        if name in results:
+            lines.append("| %s | %s | %s |" % (name, results[name]["date"],
+                                              ", ".join("%.2f" % v for v in results[name]["load_average"])))
+    notes = os.path.join(ROOT, "docs", "performance_notes.md")
+    if os.path.exists(notes):
+        with open(notes, encoding="utf-8") as f:
+            lines += ["", f.read().rstrip()]
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+
+
+def print_table(results):
+    table = rows(results)
+    width = max((len(r[0]) for r in table), default=10)
+    print("\n%-*s  %s" % (width, "figure", "measured"))
+    for figure, value, _, _ in table:
+        print("%-*s  %s" % (width, figure, value))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run these benchmarks only")
+    parser.add_argument("--with_quick_start", action="store_true", help="also time scripts/run_quick_start.sh")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure where a script repeats")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per training/forward figure")
+    parser.add_argument("--results", default=os.path.join(ROOT, "docs", "performance.json"))
+    parser.add_argument("--markdown", default=os.path.join(ROOT, "docs", "PERFORMANCE.md"))
+    args = parser.parse_args(argv)
+    names = args.only or DEFAULT + (["quick_start"] if args.with_quick_start else [])
+    results = {}
+    if os.path.exists(args.results):
+        with open(args.results, encoding="utf-8") as f:
+            results = json.load(f)
+    results["_machine"] = machine()
+    failed = []
+    for name in names:
+        print("running %s ..." % name, flush=True)
+        load = os.getloadavg()
+        start = time.time()
+        with tempfile.TemporaryDirectory(prefix="bench_%s_" % name) as work:
+            try:
+                entry = BENCHMARKS[name](args, work)
+            except (RuntimeError, OSError, subprocess.SubprocessError) as exc:
+                print("  %s failed: %s" % (name, exc), file=sys.stderr)
+                failed.append(name)
+                continue
+        entry.update(date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M"),
+                     load_average=[round(v, 2) for v in load], repeats=args.repeats,
+                     wall_s=round(time.time() - start, 1))
+        results[name] = entry
+        print("  done in %.0f s" % (time.time() - start), flush=True)
+        tmp = args.results + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=2)
+        os.replace(tmp, args.results)
+    print_table(results)
+    write_markdown(args.markdown, results)
+    print("\nwritten: %s, %s" % (args.markdown, args.results))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
