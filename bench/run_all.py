@@ -2,7 +2,8 @@
 
     python bench/run_all.py                        # every benchmark (about 25 minutes on 2 cores)
     python bench/run_all.py --only eval rss        # some of them; the others keep their last figures
-    python bench/run_all.py --with_quick_start     # also time scripts/run_quick_start.sh (~15 min more)
+    python bench/run_all.py --with_quick_start     # also time scripts/run_quick_start.sh (~10 min more)
+    python bench/run_all.py --report_only          # rewrite the table from docs/performance.json
 
 Each benchmark runs in a fresh process (the scripts beside this one, or train.py / eval.py
 themselves for peak memory), writes its figures as JSON, and the figures are merged into
@@ -158,8 +159,7 @@ def bench_rss(args, work):
     ecode, eseconds, etree, esingle = run_sampling_rss(eval_cmd, os.path.join(work, "rss_eval.log"))
     if ecode:
         raise RuntimeError("eval.py failed (exit %d), see %s" % (ecode, os.path.join(work, "rss_eval.log")))
-    shown = [" ".join(shlex.quote(os.path.relpath(c, work) if c.startswith(work) else c) for c in cmd[1:])
-             for cmd in (train_cmd, eval_cmd)]
+    shown = [" ".join(shlex.quote(c.replace(work + os.sep, "")) for c in cmd[1:]) for cmd in (train_cmd, eval_cmd)]
     return {"command": _script("run_all.py", "--only", "rss"),
             "figures": {"train": {"tree_mb": round(tree), "largest_process_mb": round(single),
                                   "seconds": round(seconds, 1), "argv": shown[0]},
@@ -248,6 +248,8 @@ def rows(results):
                     "MindSpore pipeline, 1 worker process, median of %s runs" % results["data"]["repeats"], cmd))
         out.append(("same, 2 worker processes", "%.0f images/s in total" % (2 * data["pipeline_2w_per_worker"]),
                     "median of %s runs" % results["data"]["repeats"], cmd))
+        out.append(("ceiling: same pipeline with a no-op transform, 1 worker",
+                    "%.0f images/s" % data["pipeline_noop_1w"], "moving 8.4 MB samples only", cmd))
         out.append(("training pipeline at 256x256, 5 classes, 2 workers",
                     "%.0f images/s in total" % (2 * data["pipeline_small_2w_per_worker"]), "", cmd))
         for key in sorted(k for k in data if k.startswith("convert_")):
@@ -362,17 +364,19 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run these benchmarks only")
     parser.add_argument("--with_quick_start", action="store_true", help="also time scripts/run_quick_start.sh")
+    parser.add_argument("--report_only", action="store_true", help="run nothing: rewrite the table from the results")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure where a script repeats")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per training/forward figure")
     parser.add_argument("--results", default=os.path.join(ROOT, "docs", "performance.json"))
     parser.add_argument("--markdown", default=os.path.join(ROOT, "docs", "PERFORMANCE.md"))
     args = parser.parse_args(argv)
-    names = args.only or DEFAULT + (["quick_start"] if args.with_quick_start else [])
+    names = [] if args.report_only else args.only or DEFAULT + (["quick_start"] if args.with_quick_start else [])
     results = {}
     if os.path.exists(args.results):
         with open(args.results, encoding="utf-8") as f:
             results = json.load(f)
-    results["_machine"] = machine()
+    if names or "_machine" not in results:
+        results["_machine"] = machine()
     failed = []
     for name in names:
         print("running %s ..." % name, flush=True)
