@@ -654,14 +654,28 @@ def resolve_paths(cfg):
     return ann_file, image_dir
 
 
+def run_conversion(cfg):
+    """The converter's job. On ModelArts (``enable_modelarts``) the COCO paths are taken below
+    ``data_path`` (an empty ``coco_data_dir`` is ``data_path`` itself) and ``mindrecord_dir`` below
+    ``output_path``, which is copied to ``train_url`` afterwards."""
+    from src.model_utils.moxing_adapter import local_path
+    explicit = bool(cfg.train_ann_file and cfg.train_image_dir)
+    cfg.coco_data_dir = local_path(cfg, cfg.coco_data_dir, "data_path", keep_empty=explicit)
+    cfg.train_ann_file = local_path(cfg, cfg.train_ann_file, "data_path", keep_empty=True)
+    cfg.train_image_dir = local_path(cfg, cfg.train_image_dir, "data_path", keep_empty=True)
+    cfg.mindrecord_dir = local_path(cfg, cfg.mindrecord_dir, "output_path")
+    ann_file, image_dir = resolve_paths(cfg)
+    return coco_to_mindrecord(ann_file, image_dir, cfg.mindrecord_dir, cfg.mindrecord_prefix,
+                              cfg.mindrecord_shards, cfg.convert_workers, cfg.overwrite)
+
+
 def main(argv=None):
     from src.model_utils.config import ConfigError, get_config
+    from src.model_utils.moxing_adapter import moxing_wrapper
     try:
         cfg = get_config(argv, script="src/dataset.py")
         logging.basicConfig(level=cfg.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        ann_file, image_dir = resolve_paths(cfg)
-        summary = coco_to_mindrecord(ann_file, image_dir, cfg.mindrecord_dir, cfg.mindrecord_prefix,
-                                     cfg.mindrecord_shards, cfg.convert_workers, cfg.overwrite)
+        summary = moxing_wrapper(cfg)(run_conversion)(cfg)
     except (ConfigError, OSError, ValueError, RuntimeError) as err:
         logging.basicConfig(format="%(levelname)s: %(message)s")
         LOGGER.error("%s", err)

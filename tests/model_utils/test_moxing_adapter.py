@@ -180,3 +180,19 @@ def test_train_on_modelarts_with_profiler(synthetic_mindrecord, tmp_path, modela
     assert len(traces) == 1 and traces[0].stat().st_size > 0
     assert len(ops) == 1 and "Conv2D" in ops[0].read_text()
     assert "profiler output written to %s" % (cache / "train" / "profiler") in result.stderr
+
+
+def test_dataset_conversion_on_modelarts(synthetic_coco, tmp_path, modelarts_env):
+    """src/dataset.py as a ModelArts startup file: the COCO folder copied in from data_url, the
+    MindRecord files written below output_path and copied out to train_url."""
+    cache, train_url = tmp_path / "cache", tmp_path / "bucket_out"
+    argv = ["--enable_modelarts=true", "--data_url=%s" % synthetic_coco.root, "--train_url=%s" % train_url,
+            "--data_path=%s" % (cache / "data"), "--output_path=%s" % (cache / "out"),
+            "--mindrecord_dir=mindrecord", "--mindrecord_shards=2", "--convert_workers=1"]
+    result = run([PYTHON, os.path.join(ROOT, "src", "dataset.py")] + argv, 300,
+                 extra_env=dict(modelarts_env, PYTHONPATH=FAKE))
+    assert result.returncode == 0, result.stderr[-4000:]
+    assert "converted %d images" % synthetic_coco.num_train in result.stdout
+    written = sorted(os.listdir(train_url / "mindrecord"))
+    assert "coco_det.train.mind0" in written and "coco_det.train.mind1" in written
+    assert sorted(os.listdir(cache / "out" / "mindrecord")) == written
