@@ -227,9 +227,9 @@ def machine():
 
 
 def _cmd_text(entry):
-    parts = entry["command"]
-    if parts and parts[0] == PYTHON or (parts and parts[0].endswith("python")):
-        parts = ["python"] + parts[1:]
+    parts = list(entry["command"])
+    if parts[0] == PYTHON or os.path.basename(parts[0]) == "python":
+        parts[0] = "python"
     return " ".join(os.path.relpath(p, ROOT) if os.path.isabs(p) and p.startswith(ROOT) else p for p in parts)
 
 
