@@ -26,7 +26,8 @@ from src.model_utils.config import ConfigError, get_config
 from src.model_utils.device_adapter import get_device_id
 from src.model_utils.moxing_adapter import moxing_wrapper
 from src.soft_nms import warn_if_not_compiled
-from src.utils import CheckpointError, setup_logging
+from src.model_utils.entry import setup_logging
+from src.utils import CheckpointError
 from src.visual import draw_detections, draw_ground_truth, save_image
 
 logger = logging.getLogger("eval")

@@ -25,7 +25,8 @@ from src.inference import build_eval_network
 from src.model_utils.config import ConfigError, get_config
 from src.model_utils.device_adapter import get_device_id
 from src.model_utils.moxing_adapter import moxing_wrapper
-from src.utils import CheckpointError, setup_logging
+from src.model_utils.entry import setup_logging
+from src.utils import CheckpointError
 
 logger = logging.getLogger("export")
 

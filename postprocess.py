@@ -25,7 +25,7 @@ from src.evaluation import DataError, coco_evaluate, metrics_document, write_jso
 from src.model_utils.config import ConfigError, get_config
 from src.post_process import coco_records, post_process_image
 from src.soft_nms import warn_if_not_compiled
-from src.utils import setup_logging
+from src.model_utils.entry import setup_logging
 
 logger = logging.getLogger("postprocess")
 

@@ -25,7 +25,7 @@ from src.evaluation import CocoData, DataError, resolve_data_paths, write_json_a
 from src.image import preprocess_test_image, read_image
 from src.inference import Prefetcher
 from src.model_utils.config import ConfigError, get_config
-from src.utils import setup_logging
+from src.model_utils.entry import setup_logging
 
 logger = logging.getLogger("preprocess")
 

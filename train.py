@@ -30,7 +30,8 @@ from src.model_utils.moxing_adapter import ModelArtsError, local_path, moxing_wr
 from src.training_log import TrainingLog, plot_curves  # noqa: E402
 from src.utils import (CheckpointError, build_optimizer, checkpoint_name, checkpoint_position,  # noqa: E402
                        list_checkpoints, load_network_weights, load_train_state, prune_checkpoints,
-                       remove_stale_temporaries, save_checkpoint_atomic, setup_logging)
+                       remove_stale_temporaries, save_checkpoint_atomic)
+from src.model_utils.entry import setup_logging  # noqa: E402
 
 logger = logging.getLogger("train")
 

@@ -201,7 +201,7 @@ def bench_eval_overhead(workdir, images=32, runs=3, block_class=(2, 2, 2, 2), re
     import mindspore as ms
     import eval as eval_script
     from src.centernet_det import CenterNetDet
-    from src.utils import setup_logging
+    from src.model_utils.entry import setup_logging
     setup_logging("WARNING")
     root = os.path.join(workdir, "coco_like")
     make_coco_like_dataset(root, images)

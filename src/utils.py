@@ -1,4 +1,4 @@
-"""Training helpers: logging set-up, optimizer parameter groups and checkpoint I/O.
+"""Training helpers: optimizer parameter groups and checkpoint I/O.
 
 Checkpoints are written to a hidden temporary name in the target folder and renamed when
 complete, so a run killed at any moment never leaves a truncated file as the newest one.
@@ -7,10 +7,11 @@ import glob
 import logging
 import os
 import re
-import sys
 
 import mindspore as ms
 from mindspore import Tensor, nn
+
+from src.file_io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -27,28 +28,6 @@ RUN_META_KEYS = ("data_step", "epoch", "total_steps", "steps_per_epoch", "batch_
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or does not fit the network."""
-
-
-def setup_logging(level="INFO", log_file=None, rank=None):
-    """Log to stderr (and ``log_file``) with time, level and, in distributed runs, the rank.
-
-    Calling it again replaces only the handlers it installed before.
-    """
-    tag = "" if rank is None else " [rank %d]" % rank
-    fmt = logging.Formatter("%(asctime)s %(levelname)s" + tag + " %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
-    root = logging.getLogger()
-    root.setLevel(getattr(logging, level))
-    for handler in [h for h in root.handlers if getattr(h, "_centernet", False)]:
-        root.removeHandler(handler)
-        handler.close()
-    handlers = [logging.StreamHandler(sys.stderr)]
-    if log_file:
-        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
-        handlers.append(logging.FileHandler(log_file))
-    for handler in handlers:
-        handler.setFormatter(fmt)
-        handler._centernet = True
-        root.addHandler(handler)
 
 
 def is_state_param(name):
@@ -102,38 +81,20 @@ def list_checkpoints(folder):
 def remove_stale_temporaries(folder):
     """Delete temporaries left by a killed run (they never count as checkpoints).
 
-    save_checkpoint_atomic writes ``.tmp-<pid>-<name>.ckpt``, and MindSpore itself first
-    writes ``.tmp-<pid>-<name>.tmp`` and renames it: a kill can leave either.
+    save_checkpoint_atomic writes ``.tmp-<pid>-<name>.ckpt`` (src.file_io.temporary_name), and
+    MindSpore itself first writes that name with ``.tmp`` and renames it: a kill can leave either.
     """
     for path in glob.glob(os.path.join(folder, ".tmp-*")):
         os.remove(path)
 
 
-def _fsync(path, directory=False):
-    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_checkpoint_atomic(cell, path, append_dict=None):
-    """ms.save_checkpoint to a hidden temporary beside ``path``, then rename onto ``path``.
+    """ms.save_checkpoint through src.file_io.atomic_path (flushed and renamed when complete).
 
-    The temporary is flushed to disk before the rename (and the folder after it), so neither
-    a killed process nor a crashed machine leaves a truncated file under a checkpoint name.
+    Neither a killed process nor a crashed machine leaves a truncated file under a checkpoint name.
     """
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, ".tmp-%d-%s" % (os.getpid(), name))
-    try:
+    with atomic_path(path, suffix=".ckpt", durable=True) as tmp:
         ms.save_checkpoint(cell, tmp, append_dict=append_dict)
-        _fsync(tmp)
-        os.replace(tmp, path)
-        _fsync(folder, directory=True)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

@@ -32,7 +32,8 @@ from src.evaluation import CocoData, DataError, default_category_ids, write_json
 from src.inference import Detector, EvalSettings, build_eval_network, detect_images  # noqa: E402
 from src.model_utils.config import ConfigError, get_config  # noqa: E402
 from src.model_utils.device_adapter import get_device_id  # noqa: E402
-from src.utils import CheckpointError, setup_logging  # noqa: E402
+from src.model_utils.entry import setup_logging  # noqa: E402
+from src.utils import CheckpointError  # noqa: E402
 from src.visual import draw_detections, save_image  # noqa: E402
 
 logger = logging.getLogger("detect_images")

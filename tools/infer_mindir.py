@@ -98,7 +98,7 @@ def run(args):
 
 
 def main(argv=None):
-    from src.utils import setup_logging
+    from src.model_utils.entry import setup_logging
     setup_logging("INFO")
     args = parse_args(argv)
     try:

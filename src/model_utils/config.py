@@ -208,10 +208,19 @@ def derive(cfg):
     """Fill values that follow from others: output_res = input_res_train / down_ratio."""
     ds_cfg, net_cfg = cfg["dataset_config"], cfg["net_config"]
     ratio = net_cfg["down_ratio"]
-    res = ds_cfg["input_res_train"]
-    if len(res) != 2 or any(r <= 0 or r % 32 for r in res):
-        raise ConfigError("dataset_config.input_res_train must be [h, w], positive multiples of 32, got %r" % (res,))
+    res = check_input_res(ds_cfg["input_res_train"], "dataset_config.input_res_train")
     return [r // ratio for r in res]
+
+
+INPUT_MULTIPLE = 32  # the backbone's output stride: inputs must divide into it
+
+
+def check_input_res(res, key):
+    """``res`` as [h, w] ints, each a positive multiple of the output stride 32; ConfigError naming ``key``."""
+    res = list(res)
+    if len(res) != 2 or any(int(r) != r or r <= 0 or r % INPUT_MULTIPLE for r in res):
+        raise ConfigError("%s must be [h, w], positive multiples of %d, got %r" % (key, INPUT_MULTIPLE, res))
+    return [int(r) for r in res]
 
 
 def _merge(values, overlay, path, prefix=""):

@@ -1,0 +1,73 @@
+"""Atomic file output: every file the project writes appears complete under its name, or not at all.
+
+A writer works on a hidden temporary beside the target (same folder, so the rename is atomic on
+one file system); the temporary is flushed to disk and renamed onto the target only when the
+writer succeeded, and removed when it failed.
+"""
+import contextlib
+import glob
+import json
+import os
+
+
+def fsync_path(path, directory=False):
+    """Flush ``path`` (a file, or a folder's entries with ``directory``) to disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temporary_name(path, suffix=""):
+    """Hidden name beside ``path`` that identifies this process: ``.tmp-<pid>-<name><suffix>``."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, ".tmp-%d-%s%s" % (os.getpid(), name, suffix))
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix="", durable=False):
+    """Yield a temporary path to write; rename it onto ``path`` when the block succeeds.
+
+    ``suffix`` ends the temporary name (for writers that insist on an extension). With
+    ``durable`` the file and its folder are fsync'ed, so a machine crash leaves the old file or
+    the new one. On any failure the temporary (and anything a writer added to its name) is
+    removed and the error propagates.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = temporary_name(path, suffix)
+    try:
+        yield tmp
+        if not os.path.isfile(tmp):
+            raise OSError("nothing was written to %s (temporary %s missing)" % (path, tmp))
+        if durable:
+            fsync_path(tmp)
+        os.replace(tmp, path)
+        if durable:
+            fsync_path(folder, directory=True)
+    finally:
+        for leftover in glob.glob(glob.escape(tmp) + "*"):
+            if os.path.isfile(leftover):
+                os.remove(leftover)
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` (utf-8) to ``path`` atomically; returns ``path``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return path
+
+
+def write_json_atomic(path, obj, indent=None):
+    """json.dump ``obj`` to ``path`` atomically (compact unless ``indent``); returns ``path``."""
+    separators = (",", ":") if indent is None else (",", ": ")
+    return write_text_atomic(path, json.dumps(obj, indent=indent, separators=separators))
+
+
+def write_array_atomic(path, array):
+    """Write the raw bytes of a numpy array (``ndarray.tofile``) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        array.tofile(tmp)
+    return path

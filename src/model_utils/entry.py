@@ -1,0 +1,56 @@
+"""The ``main()`` of every entry script: configuration, logging, ModelArts copies, one-line errors."""
+import logging
+import os
+import sys
+
+logger = logging.getLogger("centernet")
+
+EXIT_USAGE = 2  # bad configuration, data or checkpoint: the message says what to change
+EXIT_INTERRUPTED = 130
+
+
+def setup_logging(level="INFO", log_file=None, rank=None):
+    """Log to stderr (and ``log_file``) with time, level and, in distributed runs, the rank.
+
+    Calling it again replaces only the handlers it installed before.
+    """
+    tag = "" if rank is None else " [rank %d]" % rank
+    fmt = logging.Formatter("%(asctime)s %(levelname)s" + tag + " %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+    root = logging.getLogger()
+    root.setLevel(getattr(logging, level))
+    for handler in [h for h in root.handlers if getattr(h, "_centernet", False)]:
+        root.removeHandler(handler)
+        handler.close()
+    handlers = [logging.StreamHandler(sys.stderr)]
+    if log_file:
+        os.makedirs(os.path.dirname(os.path.abspath(log_file)), exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+    for handler in handlers:
+        handler.setFormatter(fmt)
+        handler._centernet = True
+        root.addHandler(handler)
+
+
+def entry_main(script, run, argv=None, modelarts=True):
+    """Parse the configuration for ``script``, then ``run(cfg)``; returns the process exit code.
+
+    Every expected failure (configuration, data, checkpoint, file system, device: ValueError,
+    OSError and RuntimeError with their subclasses) is logged as one line and gives exit code 2;
+    the traceback is logged at DEBUG level only. ``modelarts`` wraps ``run`` in the ModelArts
+    copies when ``enable_modelarts`` is set.
+    """
+    from .config import get_config
+    from .moxing_adapter import moxing_wrapper
+    setup_logging()
+    try:
+        cfg = get_config(argv, script=script)
+        setup_logging(cfg.log_level)
+        (moxing_wrapper(cfg)(run) if modelarts else run)(cfg)
+    except (ValueError, OSError, RuntimeError) as err:
+        logger.debug("details", exc_info=True)
+        logger.error("%s", err)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        logger.error("interrupted")
+        return EXIT_INTERRUPTED
+    return 0
