@@ -19,8 +19,9 @@ import time
 
 import mindspore as ms
 
-from src.evaluation import (CocoData, DataError, coco_evaluate, metrics_document, resolve_data_paths,
-                            write_json_atomic)
+from src.coco import CocoData, DataError
+from src.evaluation import coco_evaluate, metrics_document, resolve_data_paths
+from src.file_io import write_json_atomic
 from src.inference import Detector, EvalSettings, build_eval_network, detect_images
 from src.model_utils.config import ConfigError, get_config
 from src.model_utils.device_adapter import get_device_id

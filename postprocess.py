@@ -21,7 +21,9 @@ import sys
 import numpy as np
 
 from preprocess import META_DIR, chain_data
-from src.evaluation import DataError, coco_evaluate, metrics_document, write_json_atomic, write_text_atomic
+from src.coco import DataError
+from src.evaluation import coco_evaluate, metrics_document
+from src.file_io import write_json_atomic, write_text_atomic
 from src.model_utils.config import ConfigError, get_config
 from src.post_process import coco_records, post_process_image
 from src.soft_nms import warn_if_not_compiled

@@ -21,9 +21,11 @@ import os
 import sys
 import time
 
-from src.evaluation import CocoData, DataError, resolve_data_paths, write_json_atomic
+from src.coco import CocoData, DataError
+from src.evaluation import resolve_data_paths
+from src.file_io import write_json_atomic
 from src.image import preprocess_test_image, read_image
-from src.inference import Prefetcher
+from src.prefetch import Prefetcher
 from src.model_utils.config import ConfigError, get_config
 from src.model_utils.entry import setup_logging
 

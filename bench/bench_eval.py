@@ -39,7 +39,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from src.evaluation import COCO_CATEGORY_IDS  # noqa: E402
+from src.coco import COCO_CATEGORY_IDS  # noqa: E402
 from src.image import input_geometry  # noqa: E402
 from src.post_process import coco_records, group_by_class, merge_outputs, to_image_coords  # noqa: E402
 
@@ -175,7 +175,7 @@ def pure_forward_seconds(cfg, ckpt, data_root, idle_timeout=0):
     """(wall, process CPU) seconds of the forward passes (compiled network, inputs prepared beforehand)."""
     import mindspore as ms
     from mindspore import Tensor
-    from src.evaluation import CocoData
+    from src.coco import CocoData
     from src.image import read_image
     from src.inference import EvalSettings, build_eval_network
     settings = EvalSettings(cfg)

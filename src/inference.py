@@ -11,7 +11,6 @@ the json's width/height) and ``Detector`` keeps only a few compiled graphs alive
 is compiled once and memory stays flat however many sizes the data set has.
 """
 import collections
-import concurrent.futures
 import gc
 import logging
 import sys
@@ -26,6 +25,7 @@ from .centernet_det import CenterNetDet
 from .decode import CenterNetDetEval
 from .image import input_geometry, preprocess_test_image, read_image
 from .post_process import coco_records, post_process_image
+from .prefetch import Prefetcher
 from .utils import CheckpointError, HEAD_PREFIXES, load_network_weights, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -124,43 +124,6 @@ class Detector:
 
 
 # ----------------------------------------------------------------------------- images
-
-class Prefetcher:
-    """Ordered ``map(fn, items)`` computed ``depth`` items ahead by ``workers`` threads.
-
-    An exception raised by ``fn`` surfaces when its item is reached; closing (or leaving the
-    ``with`` block) cancels the work not started yet.
-    """
-
-    def __init__(self, fn, items, workers=1, depth=4):
-        self.fn, self.items = fn, list(items)
-        self.depth = max(1, depth)
-        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=max(1, workers),
-                                                          thread_name_prefix="prefetch")
-
-    def __iter__(self):
-        pending = collections.deque()
-        source = iter(self.items)
-        for item in source:
-            pending.append(self.pool.submit(self.fn, item))
-            if len(pending) >= self.depth:
-                break
-        while pending:
-            result = pending.popleft().result()
-            nxt = next(source, None)
-            if nxt is not None:
-                pending.append(self.pool.submit(self.fn, nxt))
-            yield result
-
-    def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
 
 class EvalSettings:
     """The test-time options the loop needs, read from a configuration."""

@@ -2,23 +2,14 @@
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
+from .head_ops import gather_feat
+
 EPS = 1e-4
 
 
 def sigmoid_clamped(logits):
     """sigmoid clamped to [1e-4, 1 - 1e-4] so that log() stays finite (as the official code)."""
     return ops.clip_by_value(ops.sigmoid(logits), EPS, 1.0 - EPS)
-
-
-def gather_feat(feat, ind):
-    """Pick the feature vector of each object: feat (B, C, H, W), ind (B, K) -> (B, K, C).
-
-    ``ind`` indexes the flattened map: ind = y * W + x.
-    """
-    batch, channels, height, width = feat.shape
-    feat = ops.transpose(ops.reshape(feat, (batch, channels, height * width)), (0, 2, 1))
-    index = ops.broadcast_to(ops.expand_dims(ops.cast(ind, mstype.int32), 2), (batch, ind.shape[1], channels))
-    return ops.gather_elements(feat, 1, index)
 
 
 class FocalLoss(nn.Cell):

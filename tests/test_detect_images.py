@@ -35,7 +35,7 @@ def test_folder_detection_with_names_from_an_annotation_file(synthetic_coco, tmp
 
 
 def test_coco_names_and_ids_without_an_annotation_file(tmp_path):
-    from src.evaluation import COCO_CATEGORY_IDS, default_category_ids
+    from src.coco import COCO_CATEGORY_IDS, default_category_ids
     from src.model_utils.config import get_config
     names = get_config([]).dataset_config.coco_classes
     assert default_category_ids(80, names) == list(COCO_CATEGORY_IDS) and COCO_CATEGORY_IDS[-1] == 90

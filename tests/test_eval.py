@@ -10,7 +10,8 @@ import pytest
 import eval as eval_script
 from eval_helpers import (FIXED, SMALL, argv, file_names, perfect_predictor, pseudo_ground_truth,
                           small_checkpoint)
-from src.evaluation import STAT_NAMES, CocoData, coco_evaluate
+from src.coco import CocoData
+from src.evaluation import STAT_NAMES, coco_evaluate
 from src.inference import EvalSettings, detect_images, shape_order
 from src.model_utils.config import get_config
 

@@ -1,4 +1,4 @@
-"""src/evaluation.py: data paths and checks, COCOeval wrapper (incl. empty results), table, atomic files."""
+"""src/evaluation.py: data paths, COCOeval wrapper (incl. empty results), table."""
 import contextlib
 import io
 import json
@@ -8,9 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from src.evaluation import (STAT_NAMES, CocoData, DataError, coco_evaluate, format_table, resolve_data_paths,
-                            write_json_atomic)
-from src.inference import Prefetcher
+from src.coco import CocoData, DataError
+from src.evaluation import STAT_NAMES, coco_evaluate, format_table, resolve_data_paths
 
 
 def _gt_records(data, shift=0.0, drop=0):
@@ -69,48 +68,3 @@ def test_data_paths_by_run_mode_and_errors(synthetic_coco, tmp_path):
     with pytest.raises(DataError, match="image folder not found: .*elsewhere"):
         resolve_data_paths("", "val", synthetic_coco.val_ann, str(tmp_path / "elsewhere"))
     assert resolve_data_paths("", "val", synthetic_coco.val_ann, need_images=False)[0] == synthetic_coco.val_ann
-
-
-def test_annotation_file_checks(synthetic_coco, tmp_path):
-    bad = tmp_path / "bad.json"
-    bad.write_text("{not json")
-    with pytest.raises(DataError, match="malformed json"):
-        CocoData(str(bad), "")
-    bad.write_text(json.dumps({"images": []}))
-    with pytest.raises(DataError, match="not a COCO file"):
-        CocoData(str(bad), "")
-    data = CocoData(synthetic_coco.val_ann, synthetic_coco.val_images)
-    assert data.category_ids == [3, 7, 12, 20, 41] and data.class_names[0] == "red_circle"
-    with pytest.raises(DataError, match="num_classes is 80 .* has 5 categories"):
-        data.check_num_classes(80)
-    images = tmp_path / "images"
-    shutil.copytree(synthetic_coco.val_images, images)
-    gone = sorted(os.listdir(images))[:2]
-    for name in gone:
-        os.remove(images / name)
-    with pytest.raises(DataError, match="2 image.*%s, %s" % tuple(gone)):
-        CocoData(synthetic_coco.val_ann, str(images)).check_images()
-
-
-def test_atomic_json_keeps_the_old_file_when_writing_fails(tmp_path):
-    path = tmp_path / "results.json"
-    write_json_atomic(str(path), [1, 2])
-    with pytest.raises(TypeError):
-        write_json_atomic(str(path), [object()])
-    assert json.loads(path.read_text()) == [1, 2] and os.listdir(tmp_path) == ["results.json"]
-
-
-def test_prefetcher_keeps_order_and_raises_at_the_failing_item():
-    with Prefetcher(lambda x: x * x, range(20), workers=2, depth=3) as items:
-        assert list(items) == [x * x for x in range(20)]
-
-    def fail_at_5(x):
-        if x == 5:
-            raise ValueError("item 5")
-        return x
-    seen = []
-    with pytest.raises(ValueError, match="item 5"):
-        with Prefetcher(fail_at_5, range(20), workers=2) as items:
-            for x in items:
-                seen.append(x)
-    assert seen == [0, 1, 2, 3, 4]

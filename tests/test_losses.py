@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from src.losses import CenterNetLoss, FocalLoss, HeatmapMSELoss, MaskedRegLoss, gather_feat
+from src.losses import CenterNetLoss, FocalLoss, HeatmapMSELoss, MaskedRegLoss
 from src.model_utils.config import get_config
 
 
@@ -50,15 +50,6 @@ def test_mse_heatmap_loss():
     gt = np.array([[[[1.0, 0.0]]]], np.float32)
     expected = ((0.5 - 1) ** 2 + _sig(1.0) ** 2) / 2
     assert float(HeatmapMSELoss()(Tensor(logits), Tensor(gt)).asnumpy()) == pytest.approx(expected, rel=1e-5)
-
-
-def test_gather_feat_uses_flat_index():
-    feat = np.arange(2 * 3 * 4 * 5, dtype=np.float32).reshape(2, 3, 4, 5)
-    ind = np.array([[0, 7], [19, 6]], np.int32)  # y * W + x
-    got = gather_feat(Tensor(feat), Tensor(ind)).asnumpy()
-    assert got.shape == (2, 2, 3)
-    np.testing.assert_array_equal(got[0, 1], feat[0, :, 1, 2])
-    np.testing.assert_array_equal(got[1, 0], feat[1, :, 3, 4])
 
 
 @pytest.mark.parametrize("kind", ["l1", "sl1"])

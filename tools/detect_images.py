@@ -28,7 +28,8 @@ if __name__ == "__main__":
 
 import mindspore as ms  # noqa: E402
 
-from src.evaluation import CocoData, DataError, default_category_ids, write_json_atomic  # noqa: E402
+from src.coco import CocoData, DataError, default_category_ids  # noqa: E402
+from src.file_io import write_json_atomic  # noqa: E402
 from src.inference import Detector, EvalSettings, build_eval_network, detect_images  # noqa: E402
 from src.model_utils.config import ConfigError, get_config  # noqa: E402
 from src.model_utils.device_adapter import get_device_id  # noqa: E402
