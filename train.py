@@ -22,11 +22,12 @@ from mindspore import Tensor, nn, ops  # noqa: E402
 from mindspore.communication.management import get_group_size, get_rank, init  # noqa: E402
 
 from src.centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep  # noqa: E402
-from src.dataset import SamplePlan, create_train_dataset, dataset_size, mindrecord_files  # noqa: E402
+from src.dataset import dataset_size, mindrecord_files  # noqa: E402
 from src.lr_schedule import adam_eps, build_lr  # noqa: E402
 from src.model_utils.config import ConfigError, get_config  # noqa: E402
 from src.model_utils.device_adapter import get_device_id  # noqa: E402
 from src.model_utils.moxing_adapter import ModelArtsError, local_path, moxing_wrapper  # noqa: E402
+from src.train_data import SamplePlan, create_train_dataset  # noqa: E402
 from src.training_log import TrainingLog, plot_curves  # noqa: E402
 from src.utils import (CheckpointError, build_optimizer, checkpoint_name, checkpoint_position,  # noqa: E402
                        list_checkpoints, load_network_weights, load_train_state, prune_checkpoints,
@@ -366,10 +367,7 @@ class Trainer:
         if stop.requested and self.group_size == 1:  # distributed: the ranks agree after the first step
             logger.warning("stop requested (SIGTERM) before the first step: exiting without training")
             return self.start_step
-        dataset, _ = create_train_dataset(cfg, cfg.mindrecord_dir, cfg.mindrecord_prefix, self.batch_size,
-                                          rank=self.rank, group_size=self.group_size, start_step=self.start_step,
-                                          total_steps=remaining, num_parallel_workers=cfg.num_parallel_workers,
-                                          do_shuffle=cfg.do_shuffle)
+        dataset = create_train_dataset(cfg, remaining, self.start_step, self.rank, self.group_size)
         log = TrainingLog(self.csv_path, self.batch_size, self.group_size, self.steps_per_epoch, self.total_steps,
                           cfg.log_steps)
         order = (DataOrderRecord(self.order_path, cfg, self.batch_size, self.rank, self.group_size)

@@ -12,6 +12,7 @@ converting process and of its reader processes, each in a fresh subprocess.
 Figures are medians over ``repeats`` runs. Data is generated in a temporary folder.
 """
 import argparse
+import copy
 import json
 import multiprocessing
 import os
@@ -30,6 +31,8 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 from src import dataset as D  # noqa: E402
+from src import train_data  # noqa: E402
+from src.train_targets import TrainTransform  # noqa: E402
 from src.model_utils.config import get_config  # noqa: E402
 from tools import make_synthetic_coco as syn  # noqa: E402
 
@@ -124,9 +127,9 @@ def bench_callable(cfg, mindrecord_dir, repeats):
     """Median images/s of TrainTransform called in this process on rows held in memory."""
     import mindspore.dataset as ds
     files = D.mindrecord_files(mindrecord_dir, "bench.mind")
-    rows = list(ds.MindDataset(files, columns_list=D.SOURCE_COLUMNS[:-1], shuffle=False)
+    rows = list(ds.MindDataset(files, columns_list=train_data.SOURCE_COLUMNS[:-1], shuffle=False)
                 .create_tuple_iterator(output_numpy=True, num_epochs=1))
-    transform = D.TrainTransform(cfg)
+    transform = TrainTransform(cfg)
     for position, row in enumerate(rows[:8]):
         transform(*row, position)
     rates = []
@@ -142,8 +145,10 @@ def bench_pipeline(cfg, mindrecord_dir, workers, steps, batch, repeats):
     """Median images/s per worker process of the full MindSpore pipeline (after the first batch)."""
     rates = []
     for _ in range(repeats):
-        dataset, _ = D.create_train_dataset(cfg, mindrecord_dir, "bench.mind", batch, total_steps=steps,
-                                            num_parallel_workers=workers)
+        run_cfg = copy.deepcopy(cfg)
+        run_cfg.mindrecord_dir, run_cfg.mindrecord_prefix = mindrecord_dir, "bench.mind"
+        run_cfg.num_parallel_workers, run_cfg.train_config.batch_size = workers, batch
+        dataset = train_data.create_train_dataset(run_cfg, steps)
         iterator = dataset.create_tuple_iterator(output_numpy=True, num_epochs=1)
         next(iterator)
         start = time.perf_counter()
@@ -152,7 +157,7 @@ def bench_pipeline(cfg, mindrecord_dir, workers, steps, batch, repeats):
     return statistics.median(rates)
 
 
-class NoopTransform(D.TrainTransform):
+class NoopTransform(TrainTransform):
     """Returns zero arrays of the real shapes: the pipeline's own cost of moving 8.4 MB samples."""
 
     def __call__(self, image, image_id, bboxes, category_id, iscrowd, position):
@@ -164,12 +169,11 @@ class NoopTransform(D.TrainTransform):
 
 def bench_pipeline_ceiling(cfg, mindrecord_dir, steps, batch, repeats):
     """bench_pipeline with NoopTransform in place of TrainTransform (1 worker)."""
-    real = D.TrainTransform
-    D.TrainTransform = NoopTransform
+    train_data.TrainTransform = NoopTransform
     try:
         return bench_pipeline(cfg, mindrecord_dir, 1, steps, batch, repeats)
     finally:
-        D.TrainTransform = real
+        train_data.TrainTransform = TrainTransform
 
 
 def bench_convert(ann_file, image_dir, out_root, repeats):
@@ -190,7 +194,7 @@ def bench_convert(ann_file, image_dir, out_root, repeats):
 def run(pipeline_images=256, convert_sizes=(1000, 4000), repeats=3, batch=16, keep=None):
     """Run every benchmark; returns a dict of the figures and prints a table."""
     import logging
-    logging.getLogger("src.dataset").setLevel(logging.ERROR)  # the 5-vs-80-class notice is expected here
+    logging.getLogger("src.train_data").setLevel(logging.ERROR)  # the 5-vs-80-class notice is expected here
     root = keep or tempfile.mkdtemp(prefix="bench_data_")
     results = {}
     try:

@@ -156,16 +156,16 @@ import os, sys, time
 os.sched_setaffinity(0, {0})
 sys.path.insert(0, %r)
 from src.model_utils.config import get_config
-from src.dataset import create_train_dataset
-cfg = get_config(%r)
-dataset, _ = create_train_dataset(cfg, %r, "coco_det.train.mind", %d, total_steps=%d, num_parallel_workers=1)
+from src.train_data import create_train_dataset
+cfg = get_config(%r + ["--mindrecord_dir=" + %r])
+dataset = create_train_dataset(cfg, %d)
 it = dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
 next(it)
 start = time.perf_counter(); n = 0
 for _ in it:
     n += 1
 print((n * %d) / (time.perf_counter() - start))
-""" % (ROOT, tiny(args.res, args.batch), data, args.batch, args.steps + 1, args.batch)
+""" % (ROOT, tiny(args.res, args.batch), data, args.steps + 1, args.batch)
     done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=environment(), check=True)
     return {"pipeline_images_per_s_one_core": round(float(done.stdout.strip().splitlines()[-1]), 1)}
 

@@ -138,11 +138,11 @@ def bench_eval(args, work):
 def bench_rss(args, work):
     """Peak memory of train.py (ResNet-101, 512x512, batch 2, real pipeline) and of eval.py on its checkpoint."""
     from tools.make_synthetic_coco import make_dataset
-    from src.dataset import DEFAULT_PREFIX, coco_to_mindrecord
+    from src.dataset import coco_to_mindrecord
     coco = os.path.join(work, "coco")
     paths = make_dataset(coco, 32, 16, seed=3)
     mindrecord = os.path.join(work, "mindrecord")
-    coco_to_mindrecord(paths["train"], os.path.join(coco, "train2017"), mindrecord, DEFAULT_PREFIX, shards=2)
+    coco_to_mindrecord(paths["train"], os.path.join(coco, "train2017"), mindrecord, shards=2)
     common = ["--device_target=CPU", "--dataset_config.num_classes=5"]
     train_cmd = [PYTHON, "train.py"] + common + [
         "--mindrecord_dir=%s" % mindrecord, "--train_config.batch_size=%d" % FULL_BATCH, "--train_steps=4",

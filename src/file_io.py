@@ -71,3 +71,18 @@ def write_array_atomic(path, array):
     with atomic_path(path) as tmp:
         array.tofile(tmp)
     return path
+
+
+def publish_folder(tmp_dir, folder, last):
+    """Move every file of the finished temporary folder ``tmp_dir`` into ``folder``, ``last`` after the others.
+
+    For outputs of several files that name each other and so cannot be written under
+    temporary names (MindRecord shards and their index): they are written complete in a
+    hidden folder inside ``folder`` and renamed into place; readers take the presence of
+    ``last`` as the sign that the set is complete.
+    """
+    names = sorted(os.listdir(tmp_dir))
+    if last not in names:
+        raise OSError("nothing to publish: %s is missing from %s" % (last, tmp_dir))
+    for name in [n for n in names if n != last] + [last]:
+        os.replace(os.path.join(tmp_dir, name), os.path.join(folder, name))

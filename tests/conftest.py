@@ -65,12 +65,11 @@ def synthetic_coco(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_mindrecord(synthetic_coco, tmp_path_factory):
     """synthetic_coco's train split converted to 2 MindRecord shards (prefix coco_det.train.mind)."""
-    from src.dataset import DEFAULT_PREFIX, coco_to_mindrecord
+    from src.dataset import coco_to_mindrecord
     out = str(tmp_path_factory.mktemp("synthetic_mindrecord"))
-    summary = coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, out, DEFAULT_PREFIX,
-                                 shards=2, workers=1)
+    summary = coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, out, shards=2, workers=1)
     return SyntheticMindRecord(synthetic_coco.root, synthetic_coco.train_ann, synthetic_coco.val_ann, out,
-                               DEFAULT_PREFIX, summary["num_images"], summary["num_classes"])
+                               summary["prefix"], summary["num_images"], summary["num_classes"])
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,9 +1,6 @@
 """src/evaluation.py: data paths, COCOeval wrapper (incl. empty results), table."""
 import contextlib
 import io
-import json
-import os
-import shutil
 
 import numpy as np
 import pytest

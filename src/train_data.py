@@ -1,0 +1,140 @@
+"""The training data pipeline: which rows each rank reads (``SamplePlan``) and the MindSpore dataset.
+
+The sample order and every augmentation depend only on (seed, rank, sample position), so a
+run resumes bit-for-bit at any step and the ranks of a data-parallel run read disjoint rows.
+"""
+import logging
+import os
+
+import numpy as np
+
+from .dataset import SCHEMA, meta_path, mindrecord_files, read_meta
+from .train_targets import TrainTransform, sample_nbytes, train_columns
+
+LOGGER = logging.getLogger(__name__)
+
+# The stored MindRecord columns, then the sample position (the key of the sample's randomness).
+SOURCE_COLUMNS = list(SCHEMA) + ["position"]
+PREFETCH_BYTES = 512 << 20   # queued batches per pipeline stage (see _limit_prefetch)
+
+
+class SamplePlan:
+    """Which row each sample position of one rank reads.
+
+    Epoch e's order is default_rng([seed, e]).permutation(num_rows) (arange without
+    shuffle); rank r takes perm[r::group_size][:num_rows // group_size] and each epoch uses
+    its first steps_per_epoch * batch_size entries. Position p of the run is entry
+    p % epoch_len of epoch p // epoch_len.
+    """
+
+    def __init__(self, num_rows, batch_size, seed, rank=0, group_size=1, shuffle=True):
+        if not 0 <= rank < group_size:
+            raise ValueError("rank %d outside group of %d" % (rank, group_size))
+        self.num_rows, self.batch_size, self.seed = int(num_rows), int(batch_size), int(seed)
+        self.rank, self.group_size, self.shuffle = int(rank), int(group_size), bool(shuffle)
+        self.steps_per_epoch = (self.num_rows // self.group_size) // self.batch_size
+        self.epoch_len = self.steps_per_epoch * self.batch_size
+
+    def epoch_indices(self, epoch):
+        """(epoch_len,) int64 row indices read by this rank in ``epoch``."""
+        order = (np.random.default_rng([self.seed, int(epoch)]).permutation(self.num_rows) if self.shuffle
+                 else np.arange(self.num_rows))
+        return order[self.rank::self.group_size][:self.num_rows // self.group_size][:self.epoch_len]
+
+    def segments(self, start, count):
+        """Yield (first position, row indices) per epoch covering positions [start, start + count)."""
+        pos, end = int(start), int(start) + int(count)
+        while pos < end:
+            epoch, offset = divmod(pos, self.epoch_len)
+            take = min(self.epoch_len - offset, end - pos)
+            yield pos, self.epoch_indices(epoch)[offset:offset + take]
+            pos += take
+
+    def indices(self, start, count):
+        """All row indices of positions [start, start + count) (for tests and inspection)."""
+        parts = [idx for _, idx in self.segments(start, count)]
+        return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+
+class _StreamSource:
+    """GeneratorDataset source: rows of the planned positions, read epoch by epoch.
+
+    MindDataset's SubsetSampler refuses more indices than rows, so each epoch segment gets
+    its own MindDataset (only one open at a time) and the position column is attached here.
+    """
+
+    def __init__(self, files, plan, start, count, reader_workers=1):
+        self.files, self.plan, self.start, self.count = list(files), plan, int(start), int(count)
+        self.reader_workers = reader_workers
+
+    def __len__(self):
+        return self.count
+
+    def __iter__(self):
+        import mindspore.dataset as ds
+        columns = SOURCE_COLUMNS[:-1]
+        for first, indices in self.plan.segments(self.start, self.count):
+            reader = ds.MindDataset(self.files, columns_list=columns, sampler=ds.SubsetSampler(indices.tolist()),
+                                    num_parallel_workers=self.reader_workers)
+            for offset, row in enumerate(reader.create_tuple_iterator(output_numpy=True, num_epochs=1)):
+                yield tuple(row) + (np.array(first + offset, np.int64),)
+
+
+def create_train_dataset(cfg, num_steps, start_step=0, rank=0, group_size=1):
+    """Training dataset of ``num_steps`` batches of global steps start_step+1 .. start_step+num_steps.
+
+    Reads the MindRecord files of ``cfg.mindrecord_dir`` / ``cfg.mindrecord_prefix`` with
+    cfg.train_config.batch_size, cfg.seed, cfg.do_shuffle and cfg.num_parallel_workers
+    (capped at the core count). Columns: train_columns(cfg.net_config), each with a leading
+    batch dimension. The dataset is one pass over that stream: iterate it once (num_epochs=1,
+    or one data-sink pass); iterating again replays the same batches.
+    """
+    import mindspore.dataset as ds
+    mindrecord_dir, prefix, batch_size = cfg.mindrecord_dir, cfg.mindrecord_prefix, cfg.train_config.batch_size
+    files = mindrecord_files(mindrecord_dir, prefix)
+    num_rows = ds.MindDataset(files, columns_list=["image_id"], shuffle=False).get_dataset_size()
+    _check_classes(cfg, mindrecord_dir, prefix)
+    plan = SamplePlan(num_rows, batch_size, cfg.seed, rank, group_size, cfg.do_shuffle)
+    if plan.steps_per_epoch == 0:
+        raise ValueError("%s holds %d images, fewer than group_size %d x batch_size %d"
+                         % (mindrecord_dir, num_rows, group_size, batch_size))
+    if start_step < 0 or num_steps <= 0:
+        raise ValueError("need start_step >= 0 and num_steps > 0, got %d and %d" % (start_step, num_steps))
+    workers = max(1, min(cfg.num_parallel_workers, os.cpu_count() or 1))  # MindSpore's limit
+    _limit_prefetch(sample_nbytes(cfg) * batch_size)
+    source = _StreamSource(files, plan, start_step * batch_size, num_steps * batch_size)
+    dataset = ds.GeneratorDataset(source, column_names=SOURCE_COLUMNS, shuffle=False, num_parallel_workers=1,
+                                  python_multiprocessing=False)
+    columns = train_columns(cfg.net_config)
+    dataset = dataset.map(TrainTransform(cfg, rank), input_columns=SOURCE_COLUMNS, output_columns=columns,
+                          num_parallel_workers=workers, python_multiprocessing=True)
+    dataset = dataset.project(columns).batch(batch_size, drop_remainder=True)
+    LOGGER.info("training data: %d images, rank %d/%d, %d steps per epoch, steps %d..%d, %d workers",
+                num_rows, rank, group_size, plan.steps_per_epoch, start_step, start_step + num_steps - 1, workers)
+    return dataset
+
+
+def _limit_prefetch(batch_nbytes):
+    """Lower MindSpore's (global) per-op queue depth so queued batches stay near PREFETCH_BYTES.
+
+    With the default depth of 16, a slow consumer lets 512x512/80-class batches of 16 pile
+    up to about 4 GB; small quick-start batches keep the default.
+    """
+    import mindspore.dataset as ds
+    depth = max(2, int(PREFETCH_BYTES // max(batch_nbytes, 1)))
+    if ds.config.get_prefetch_size() > depth:
+        LOGGER.info("lowering the dataset prefetch size from %d to %d (%.0f MB per batch)",
+                    ds.config.get_prefetch_size(), depth, batch_nbytes / 2 ** 20)
+        ds.config.set_prefetch_size(depth)
+
+
+def _check_classes(cfg, mindrecord_dir, prefix):
+    meta = read_meta(mindrecord_dir, prefix)
+    if meta is None:
+        return
+    have, want = int(meta["num_classes"]), int(cfg.dataset_config.num_classes)
+    if have > want:
+        raise ValueError("%s has %d classes but dataset_config.num_classes is %d"
+                         % (meta_path(mindrecord_dir, prefix), have, want))
+    if have < want:
+        LOGGER.warning("%s has %d classes, dataset_config.num_classes is %d", mindrecord_dir, have, want)
