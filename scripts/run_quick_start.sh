@@ -69,7 +69,10 @@ else
     stage "generating the synthetic dataset" "$LOGS/make_data.log" \
         "$PYTHON" tools/make_synthetic_coco.py --out "$DATA/coco" "${SYNTHETIC_ARGS[@]}"
 fi
-if ls "$DATA"/mindrecord/coco_det.train.mind* > /dev/null 2>&1; then
+# Reuse the MindRecord files when the dataset of the configured mindrecord_prefix is complete there.
+if "$PYTHON" -c 'import sys; from src.dataset import mindrecord_files; from src.model_utils.config import get_config
+mindrecord_files(sys.argv[2], get_config(["--config_path=" + sys.argv[1]]).mindrecord_prefix)' \
+        "$CONFIG" "$DATA/mindrecord" > /dev/null 2>&1; then
     echo "reusing the MindRecord files in $DATA/mindrecord"
 else
     stage "converting to MindRecord" "$LOGS/convert.log" \
