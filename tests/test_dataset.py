@@ -206,3 +206,8 @@ def test_cli_and_shell_script(synthetic_coco, tmp_path):
                         env=env, check=False)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert D.read_meta(str(tmp_path / "mr2"))["num_images"] == 24
+
+
+def test_default_prefix_is_the_configured_one(make_config):
+    assert D.configured_prefix() == make_config().mindrecord_prefix
+    assert D.configured_prefix("other.mind") == "other.mind"
