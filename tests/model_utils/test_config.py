@@ -1,4 +1,6 @@
 """Configuration: yaml documents, typed overrides, choices and errors."""
+import os
+
 import pytest
 
 from src.model_utils.config import ConfigError, get_config, load_yaml, DEFAULT_CONFIG_PATH
@@ -142,3 +144,10 @@ def test_help_states_the_accepted_original_keys(capsys):
     accepted = text[text.index("accepted from the original"):]
     for key in ("output_res", "dense_hp", "optimizer", "PolyDecay.eps", "MultiDecay.eps"):
         assert key in accepted
+
+
+def test_recipe_config_sets_the_published_training_length():
+    recipe = get_config(["--config_path=%s" % os.path.join(os.path.dirname(DEFAULT_CONFIG_PATH),
+                                                           "coco_recipe_config.yaml")])
+    assert recipe.epoch_size == 330 and get_config([]).epoch_size == 1
+    assert recipe.train_config.batch_size == 32 and recipe.train_config.MultiDecay.multi_epochs == [270, 300]
