@@ -176,7 +176,6 @@ def _config(root, ckpt, out, block_class, res, keep_res):
 
 def pure_forward_seconds(cfg, ckpt, data_root, idle_timeout=0):
     """(wall, process CPU) seconds of the forward passes (compiled network, inputs prepared beforehand)."""
-    import mindspore as ms
     from mindspore import Tensor
     from src.evaluation import CocoData
     from src.image import read_image
