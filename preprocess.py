@@ -32,11 +32,11 @@ logger = logging.getLogger("preprocess")
 
 
 def run_preprocess(cfg):
+    res = input_resolution(cfg)  # a bad size fails before the images are checked
     data = chain_data(cfg)
     if not data.images:
         raise DataError("%s lists no images" % data.ann_file)
     data.check_images()
-    res = input_resolution(cfg)
     ds = cfg.dataset_config
     out = cfg.pre_result_path
     image_out, meta_out = os.path.join(out, IMAGES_DIR), os.path.join(out, META_DIR)
