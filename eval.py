@@ -17,32 +17,20 @@ import os
 import sys
 import time
 
-import mindspore as ms
-
 from src.coco import CocoData, DataError
 from src.evaluation import coco_evaluate, metrics_document, resolve_data_paths
 from src.file_io import write_json_atomic
 from src.inference import Detector, EvalSettings, build_eval_network, detect_images
-from src.model_utils.config import ConfigError, get_config
-from src.model_utils.device_adapter import get_device_id
-from src.model_utils.moxing_adapter import moxing_wrapper
+from src.model_utils.config import ConfigError
+from src.model_utils.device_adapter import set_device
+from src.model_utils.entry import entry_main
 from src.soft_nms import warn_if_not_compiled
-from src.model_utils.entry import setup_logging
-from src.utils import CheckpointError
 from src.visual import draw_detections, draw_ground_truth, save_image
 
 logger = logging.getLogger("eval")
 
 RESULTS_NAME = "results.json"
 METRICS_NAME = "metrics.json"
-
-
-def set_context(cfg):
-    ms.set_context(mode=ms.GRAPH_MODE)
-    if cfg.device_target == "CPU":
-        ms.set_device("CPU")
-    else:
-        ms.set_device(cfg.device_target, get_device_id(cfg) if cfg.enable_modelarts else cfg.device_id)
 
 
 def output_dir(cfg):
@@ -109,7 +97,7 @@ def run_eval(cfg):
                 cfg.flip_test, settings.soft_nms, cfg.eval_config.K)
     warn_if_not_compiled()
 
-    set_context(cfg)
+    set_device(cfg)
     t_build, cpu_build = time.perf_counter(), time.process_time()
     net = build_eval_network(cfg, settings.num_classes, cfg.load_checkpoint_path)
     detector = Detector(net, max_graphs=len(settings.scales) + 1)
@@ -159,15 +147,7 @@ def run_eval(cfg):
 
 
 def main(argv=None):
-    setup_logging()
-    try:
-        cfg = get_config(argv, script="eval.py")
-        setup_logging(cfg.log_level)
-        moxing_wrapper(cfg)(run_eval)(cfg)
-    except (ConfigError, CheckpointError, DataError, OSError, ValueError, RuntimeError) as err:
-        logger.error("%s", err)
-        return 2
-    return 0
+    return entry_main("eval.py", run_eval, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ H, W = export_config.input_res (multiples of 32), and returns the (1, K, 6) dete
 flip-averaged network. The file is written to a temporary name and renamed when complete:
 <export_name>.mindir (or .air), under output_path on ModelArts.
 """
-import glob
 import logging
 import os
 import re
@@ -21,11 +20,11 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor
 
+from src.file_io import atomic_path
 from src.inference import build_eval_network
-from src.model_utils.config import ConfigError, get_config
-from src.model_utils.device_adapter import get_device_id
-from src.model_utils.moxing_adapter import moxing_wrapper
-from src.model_utils.entry import setup_logging
+from src.model_utils.config import ConfigError, check_input_res
+from src.model_utils.device_adapter import set_device
+from src.model_utils.entry import entry_main
 from src.utils import CheckpointError
 
 logger = logging.getLogger("export")
@@ -43,9 +42,7 @@ def check_export_config(cfg):
     if fmt == "AIR" and cfg.device_target != "Ascend":
         raise ConfigError("--export_format=AIR needs the Ascend backend (--device_target=Ascend); on %s export "
                           "MINDIR, which the Ascend 310 also runs" % cfg.device_target)
-    res = list(cfg.export_config.input_res)
-    if len(res) != 2 or any(r <= 0 or r % 32 for r in res):
-        raise ConfigError("export_config.input_res must be [h, w], positive multiples of 32, got %r" % (res,))
+    check_input_res(cfg.export_config.input_res, "export_config.input_res")
     if not cfg.export_load_ckpt:
         raise ConfigError("--export_load_ckpt is required: the checkpoint to export")
     if not os.path.isfile(cfg.export_load_ckpt):
@@ -66,43 +63,31 @@ def export_path(cfg):
 
 
 def export_network(net, path, input_shape, file_format):
-    """ms.export ``net`` to a hidden temporary beside ``path``, then rename it onto ``path``."""
-    folder, base = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
+    """ms.export ``net`` onto ``path`` through a hidden temporary beside it (src.file_io.atomic_path)."""
     ext = EXTENSIONS[file_format]
-    tmp_base = os.path.join(folder, ".%s.tmp-%d" % (base[:-len(ext)], os.getpid()))
-    staging = None
-    export_base = tmp_base
-    if not MS_SAFE_FILE_NAME.match(tmp_base):
-        # ms.export refuses names with other characters (a space, say): export into a temporary
-        # folder of our own, then copy the file beside the target before the final rename.
-        staging = tempfile.mkdtemp(prefix="centernet_export_")
-        export_base = os.path.join(staging, "model")
-    try:
-        ms.export(net, Tensor(np.zeros(input_shape, np.float32)), file_name=export_base, file_format=file_format)
-        written = export_base + ext
-        if not os.path.isfile(written):
-            raise RuntimeError("ms.export wrote no %s file (expected %s)" % (file_format, written))
-        if staging:
-            shutil.copyfile(written, tmp_base + ext)
-            written = tmp_base + ext
-        os.replace(written, path)
-    finally:
-        if staging:
-            shutil.rmtree(staging, ignore_errors=True)
-        for leftover in glob.glob(glob.escape(tmp_base) + "*"):
-            if os.path.isfile(leftover):
-                os.remove(leftover)
+    with atomic_path(path, suffix=ext) as tmp:  # ms.export keeps a name that already ends in ext
+        staging = None
+        target = tmp
+        if not MS_SAFE_FILE_NAME.match(tmp):
+            # ms.export refuses names with other characters (a space, say): export into a temporary
+            # folder of our own, then copy the file onto the temporary beside the target.
+            staging = tempfile.mkdtemp(prefix="centernet_export_")
+            target = os.path.join(staging, "model" + ext)
+        try:
+            ms.export(net, Tensor(np.zeros(input_shape, np.float32)), file_name=target, file_format=file_format)
+            if not os.path.isfile(target):
+                raise RuntimeError("ms.export wrote no %s file (expected %s)" % (file_format, target))
+            if staging:
+                shutil.copyfile(target, tmp)
+        finally:
+            if staging:
+                shutil.rmtree(staging, ignore_errors=True)
     return path
 
 
 def run_export(cfg):
     check_export_config(cfg)
-    ms.set_context(mode=ms.GRAPH_MODE)
-    if cfg.device_target == "CPU":
-        ms.set_device("CPU")
-    else:
-        ms.set_device(cfg.device_target, get_device_id(cfg) if cfg.enable_modelarts else cfg.device_id)
+    set_device(cfg)
     num_classes = cfg.dataset_config.num_classes
     net = build_eval_network(cfg, num_classes, cfg.export_load_ckpt)
     shape = (1, 3) + tuple(cfg.export_config.input_res)
@@ -114,15 +99,7 @@ def run_export(cfg):
 
 
 def main(argv=None):
-    setup_logging()
-    try:
-        cfg = get_config(argv, script="export.py")
-        setup_logging(cfg.log_level)
-        moxing_wrapper(cfg)(run_export)(cfg)
-    except (ConfigError, CheckpointError, OSError, ValueError, RuntimeError) as err:
-        logger.error("%s", err)
-        return 2
-    return 0
+    return entry_main("export.py", run_export, argv)
 
 
 if __name__ == "__main__":

@@ -12,74 +12,40 @@ results.json (COCO detection results), and for run_mode=val metrics.json and acc
 COCO AP/AR table under a heading line; also printed). Nothing is written when an output is
 missing or malformed.
 """
-import glob
-import json
 import logging
 import os
 import sys
 
-import numpy as np
-
-from preprocess import META_DIR, chain_data
 from src.coco import DataError
 from src.evaluation import coco_evaluate, metrics_document
 from src.file_io import write_json_atomic, write_text_atomic
-from src.model_utils.config import ConfigError, get_config
+from src.infer_chain import chain_data, meta_dir, read_detections, read_metas
+from src.model_utils.entry import entry_main
 from src.post_process import coco_records, post_process_image
-from src.soft_nms import warn_if_not_compiled
-from src.model_utils.entry import setup_logging
+from src.soft_nms import SoftNMS, warn_if_not_compiled
 
 logger = logging.getLogger("postprocess")
 
 ACC_HEADING = "=============coco2017 310 infer result========="
 
 
-def read_metas(meta_dir):
-    paths = sorted(glob.glob(os.path.join(meta_dir, "*.json")))
-    if not paths:
-        raise DataError("no preprocess metadata (*.json) in %s: run preprocess.py first" % meta_dir)
-    metas = []
-    for path in paths:
-        try:
-            with open(path, "r", encoding="utf-8") as f:
-                meta = json.load(f)
-            meta["image_id"] = int(meta["image_id"])
-            for key in ("c", "s", "out_height", "out_width"):
-                meta[key]  # noqa: B018  (presence check)
-        except (ValueError, KeyError, TypeError) as err:
-            raise DataError("malformed preprocess metadata %s: %r" % (path, err)) from err
-        metas.append(meta)
-    return sorted(metas, key=lambda m: m["image_id"])
-
-
-def read_detections(result_dir, image_id):
-    """(K, 6) float32 detections of one image from <result_dir>/<image_id>_0.bin."""
-    path = os.path.join(result_dir, "%d_0.bin" % image_id)
-    if not os.path.isfile(path):
-        raise DataError("inference output missing: %s (did the app run on every input?)" % path)
-    dets = np.fromfile(path, np.float32)
-    if dets.size == 0 or dets.size % 6:
-        raise DataError("%s holds %d floats: not (1, K, 6) detections" % (path, dets.size))
-    return dets.reshape(-1, 6)
-
-
 def run_postprocess(cfg):
     data = chain_data(cfg, need_images=False)
     num_classes = cfg.dataset_config.num_classes
     data.check_num_classes(num_classes)
-    meta_dir = cfg.meta_path or os.path.join(cfg.pre_result_path, META_DIR)
-    metas = read_metas(meta_dir)
+    metas = read_metas(meta_dir(cfg))
     known = {int(e["id"]) for e in data.doc["images"]}
     unknown = [m["image_id"] for m in metas if m["image_id"] not in known]
     if unknown:
         raise DataError("%d preprocessed image(s) are not in %s (ids %s): preprocess and postprocess must use "
                         "the same data" % (len(unknown), data.ann_file, unknown[:5]))
     ev = cfg.eval_config
+    nms = SoftNMS.from_config(ev)
     warn_if_not_compiled()
     records = []
     for meta in metas:
         dets = read_detections(cfg.result_path, meta["image_id"])
-        per_class = post_process_image([(dets, meta, float(meta.get("scale", 1.0)))], num_classes, ev.SOFT_NMS,
+        per_class = post_process_image([(dets, meta, float(meta.get("scale", 1.0)))], num_classes, nms,
                                        ev.max_per_image)
         records.extend(coco_records(meta["image_id"], per_class, data.category_ids))
     out_dir = cfg.save_result_dir or "."
@@ -101,15 +67,7 @@ def run_postprocess(cfg):
 
 
 def main(argv=None):
-    setup_logging()
-    try:
-        cfg = get_config(argv, script="postprocess.py")
-        setup_logging(cfg.log_level)
-        run_postprocess(cfg)
-    except (ConfigError, DataError, OSError, ValueError) as err:
-        logger.error("%s", err)
-        return 2
-    return 0
+    return entry_main("postprocess.py", run_postprocess, argv, modelarts=False)
 
 
 if __name__ == "__main__":

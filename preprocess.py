@@ -21,46 +21,22 @@ import os
 import sys
 import time
 
-from src.coco import CocoData, DataError
-from src.evaluation import resolve_data_paths
-from src.file_io import write_json_atomic
+from src.coco import DataError
+from src.file_io import write_array_atomic, write_json_atomic
 from src.image import preprocess_test_image, read_image
 from src.prefetch import Prefetcher
-from src.model_utils.config import ConfigError, get_config
-from src.model_utils.entry import setup_logging
+from src.infer_chain import IMAGES_DIR, INFO_NAME, META_DIR, chain_data, input_resolution
+from src.model_utils.entry import entry_main
 
 logger = logging.getLogger("preprocess")
 
-IMAGES_DIR, META_DIR, INFO_NAME = "images", "meta", "preprocess_info.json"
-
-
-def chain_data(cfg, need_images=True):
-    """The 310 chain's data: --val_data_dir (or --data_dir) as the COCO root, custom paths as eval.py."""
-    root = cfg.val_data_dir or cfg.data_dir
-    ann_file, image_dir = resolve_data_paths(root, cfg.run_mode, cfg.eval_ann_file, cfg.eval_image_dir,
-                                             root_key="val_data_dir", need_images=need_images)
-    return CocoData(ann_file, image_dir).select(cfg.eval_max_images)
-
-
-def input_resolution(cfg):
-    res = [int(r) for r in cfg.export_config.input_res]
-    if len(res) != 2 or any(r <= 0 or r % 32 for r in res):
-        raise ConfigError("export_config.input_res must be [h, w], positive multiples of 32, got %r" % (res,))
-    return res
-
-
-def _write_bin(path, array):
-    tmp = path + ".tmp"
-    array.tofile(tmp)
-    os.replace(tmp, path)
-
 
 def run_preprocess(cfg):
+    res = input_resolution(cfg)  # a bad size fails before the images are checked
     data = chain_data(cfg)
     if not data.images:
         raise DataError("%s lists no images" % data.ann_file)
     data.check_images()
-    res = input_resolution(cfg)
     ds = cfg.dataset_config
     out = cfg.pre_result_path
     image_out, meta_out = os.path.join(out, IMAGES_DIR), os.path.join(out, META_DIR)
@@ -73,7 +49,7 @@ def run_preprocess(cfg):
         image = read_image(data.image_path(entry))
         inp, meta = preprocess_test_image(image, 1.0, False, res, ds.mean, ds.std, cfg.net_config.down_ratio)
         meta.update(image_id=entry["id"], file_name=entry["file_name"])
-        _write_bin(os.path.join(image_out, "%d.bin" % entry["id"]), inp)
+        write_array_atomic(os.path.join(image_out, "%d.bin" % entry["id"]), inp)
         write_json_atomic(os.path.join(meta_out, "%d.json" % entry["id"]), meta)
         return inp.shape
 
@@ -90,15 +66,7 @@ def run_preprocess(cfg):
 
 
 def main(argv=None):
-    setup_logging()
-    try:
-        cfg = get_config(argv, script="preprocess.py")
-        setup_logging(cfg.log_level)
-        run_preprocess(cfg)
-    except (ConfigError, DataError, OSError, ValueError) as err:
-        logger.error("%s", err)
-        return 2
-    return 0
+    return entry_main("preprocess.py", run_preprocess, argv, modelarts=False)
 
 
 if __name__ == "__main__":

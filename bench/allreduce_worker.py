@@ -1,12 +1,15 @@
 """msrun worker of bench_ops.py comm: times AllReduce (sum) of float32 vectors between the workers."""
 import json
+import os
 import sys
 import time
 
 import numpy as np
-import mindspore as ms
 from mindspore import Tensor, nn, ops
 from mindspore.communication.management import get_rank, init
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from src.model_utils.device_adapter import set_device  # noqa: E402
 
 
 class _Sum(nn.Cell):
@@ -19,8 +22,7 @@ class _Sum(nn.Cell):
 
 
 def main():
-    ms.set_context(mode=ms.GRAPH_MODE)
-    ms.set_device("CPU")
+    set_device(None, "CPU")
     init()
     cell, out = _Sum(), {}
     for size in [int(s) for s in sys.argv[2].split(",")]:

@@ -41,7 +41,9 @@ if ROOT not in sys.path:
 
 from src.coco import COCO_CATEGORY_IDS  # noqa: E402
 from src.image import input_geometry  # noqa: E402
+from src.model_utils.config import get_config  # noqa: E402
 from src.post_process import coco_records, group_by_class, merge_outputs, to_image_coords  # noqa: E402
+from src.soft_nms import SoftNMS  # noqa: E402
 
 # (width, height, weight): a COCO-val-like mix of image sizes; weight of the random sizes last.
 COCO_LIKE_SIZES = ((640, 480, 0.40), (480, 640, 0.10), (640, 427, 0.20), (427, 640, 0.05), (640, 360, 0.05),
@@ -94,6 +96,8 @@ def bench_postprocess(images=200, runs=5, seed=0):
     geo = input_geometry(480, 640, 1.0, False, [512, 512])
     meta = {k: geo[k] for k in ("c", "s", "out_height", "out_width")}
     batches = [synthetic_detections(rng) for _ in range(images)]
+    ev = get_config([]).eval_config  # the defaults: soft-NMS on, max_per_image 100
+    nms = SoftNMS.from_config(ev)
     try:
         affinity = os.sched_getaffinity(0)
         os.sched_setaffinity(0, {min(affinity)})  # one core, as the goal states
@@ -107,7 +111,7 @@ def bench_postprocess(images=200, runs=5, seed=0):
                 t0 = time.perf_counter()
                 mapped = to_image_coords(dets[dets[:, 4] > 0], meta, 1.0)
                 t1 = time.perf_counter()
-                per_class = merge_outputs([group_by_class(mapped, 80)], 80, True, 100)
+                per_class = merge_outputs([group_by_class(mapped, 80)], 80, nms, ev.max_per_image)
                 t2 = time.perf_counter()
                 json.dumps(coco_records(image_id, per_class, COCO_CATEGORY_IDS), separators=(",", ":"))
                 t3 = time.perf_counter()
@@ -167,23 +171,21 @@ def _argv(root, ckpt, out, block_class, res, keep_res):
 
 
 def _config(root, ckpt, out, block_class, res, keep_res):
-    from src.model_utils.config import get_config
     return get_config(_argv(root, ckpt, out, block_class, res, keep_res))
 
 
 def pure_forward_seconds(cfg, ckpt, data_root, idle_timeout=0):
     """(wall, process CPU) seconds of the forward passes (compiled network, inputs prepared beforehand)."""
-    import mindspore as ms
     from mindspore import Tensor
     from src.coco import CocoData
     from src.image import read_image
     from src.inference import EvalSettings, build_eval_network
+    from src.model_utils.device_adapter import set_device
     settings = EvalSettings(cfg)
     data = CocoData(os.path.join(data_root, "annotations", "instances_val2017.json"),
                     os.path.join(data_root, "val2017"))
     inputs = [settings.prepare(read_image(data.image_path(e)))[0][0] for e in data.images]
-    ms.set_context(mode=ms.GRAPH_MODE)
-    ms.set_device("CPU")
+    set_device(cfg, "CPU")
     net = build_eval_network(cfg, 80, ckpt)
     net(Tensor(inputs[0])).asnumpy()  # compile
     wait_for_idle(idle_timeout)

@@ -52,10 +52,10 @@ def measure(argv, batch_size, steps=5, warmup=2, forward_only=False):
     from src.centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep
     from src.decode import CenterNetDetEval
     from src.model_utils.config import get_config
+    from src.model_utils.device_adapter import set_device
 
     cfg = get_config(argv)
-    ms.set_context(mode=ms.GRAPH_MODE)
-    ms.set_device(cfg.device_target)
+    set_device(cfg)
     ms.set_seed(0)
     rng = np.random.default_rng(0)
     num_classes = cfg.dataset_config.num_classes

@@ -26,6 +26,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+from src.file_io import write_json_atomic, write_text_atomic  # noqa: E402
 PYTHON = sys.executable
 QUICK_START_CONFIG = "quick_start_config.yaml"
 FULL_RES = 512
@@ -346,10 +348,7 @@ def write_markdown(path, results):
     if os.path.exists(notes):
         with open(notes, encoding="utf-8") as f:
             lines += ["", f.read().rstrip()]
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("\n".join(lines) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(lines) + "\n")
 
 
 def print_table(results):
@@ -394,10 +393,7 @@ def main(argv=None):
                      wall_s=round(time.time() - start, 1))
         results[name] = entry
         print("  done in %.0f s" % (time.time() - start), flush=True)
-        tmp = args.results + ".tmp"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(results, f, indent=2)
-        os.replace(tmp, args.results)
+        write_json_atomic(args.results, results, indent=2)
     print_table(results)
     write_markdown(args.markdown, results)
     print("\nwritten: %s, %s" % (args.markdown, args.results))

@@ -9,6 +9,8 @@
 #     and writes its exit status to <log folder>/exit_status when it ends.
 
 CENTERNET_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# The COCO training recipe (330 epochs), merged by the Ascend and GPU training launchers.
+RECIPE_CONFIG="$CENTERNET_ROOT/coco_recipe_config.yaml"
 PYTHON=${PYTHON:-python}
 
 die_usage() {

@@ -26,5 +26,5 @@ check_mindrecord "$MINDRECORD_PATH"
 check_checkpoint "$LOAD_CHECKPOINT_PATH"
 check_device_count Ascend "$WORKER_NUM"
 FOREGROUND=${FOREGROUND:-0}
-DEFAULTS=(--epoch_size=330)
+DEFAULTS=(--config_path="$RECIPE_CONFIG")
 launch_msrun Ascend

@@ -22,5 +22,5 @@ check_mindrecord "$MINDRECORD_PATH"
 check_checkpoint "$LOAD_CHECKPOINT_PATH"
 check_device_count Ascend $((DEVICE_ID + 1))
 FOREGROUND=${FOREGROUND:-0}
-DEFAULTS=(--epoch_size=330)
+DEFAULTS=(--config_path="$RECIPE_CONFIG")
 launch_standalone Ascend "$DEVICE_ID"

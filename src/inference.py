@@ -26,6 +26,7 @@ from .decode import CenterNetDetEval
 from .image import input_geometry, preprocess_test_image, read_image
 from .post_process import coco_records, post_process_image
 from .prefetch import Prefetcher
+from .soft_nms import SoftNMS
 from .utils import CheckpointError, HEAD_PREFIXES, load_network_weights, read_checkpoint
 
 logger = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ class EvalSettings:
         self.down_ratio = cfg.net_config.down_ratio
         self.num_classes = int(ds.num_classes if num_classes is None else num_classes)
         self.soft_nms = bool(ev.SOFT_NMS)
+        self.nms = SoftNMS.from_config(ev)
         self.max_per_image = int(ev.max_per_image)
 
     def prepare(self, image):
@@ -213,7 +215,7 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
                     dets = predict(inp, meta)
                     forward_s += time.perf_counter() - t0
                     outputs.append((dets, meta, meta["scale"]))
-                per_class = post_process_image(outputs, settings.num_classes, settings.soft_nms,
+                per_class = post_process_image(outputs, settings.num_classes, settings.nms,
                                                settings.max_per_image)
                 records = coco_records(entry["id"], per_class, category_ids)
                 per_image[index] = records

@@ -53,5 +53,5 @@ def build_lr(train_cfg, total_steps, steps_per_epoch):
 
 
 def adam_eps(train_cfg):
-    """Adam's epsilon, kept with the schedule in the original config."""
-    return getattr(train_cfg, train_cfg.lr_schedule).eps
+    """Adam's epsilon (train_config.Adam.eps; the schedules' eps keys set it too)."""
+    return train_cfg.Adam.eps

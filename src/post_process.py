@@ -8,7 +8,6 @@ image as resized for that test scale, and dividing by the scale gives original p
 import numpy as np
 
 from .image import affine_transform, get_affine_transform
-from .soft_nms import soft_nms
 
 
 def transform_preds(coords, center, scale, output_size):
@@ -32,18 +31,18 @@ def group_by_class(dets, num_classes):
     return [dets[classes == j, :5].astype(np.float32) for j in range(num_classes)]
 
 
-def merge_outputs(per_scale, num_classes, use_soft_nms, max_per_image=100):
+def merge_outputs(per_scale, num_classes, soft_nms, max_per_image):
     """Merge the per-class detections of every test scale into one per-class list.
 
-    Soft-NMS (gaussian, sigma 0.5, Nt 0.5, threshold 0.001) runs per class when
-    ``use_soft_nms`` or when several scales are merged (the official behaviour). At most
-    ``max_per_image`` detections survive, the highest scores first.
+    ``soft_nms`` (a src.soft_nms.SoftNMS) runs per class when it is enabled or when several
+    scales are merged (the official behaviour). At most ``max_per_image`` detections
+    survive, the highest scores first.
     """
     results = []
     for j in range(num_classes):
         boxes = np.concatenate([scale_dets[j] for scale_dets in per_scale], axis=0) if per_scale else \
             np.zeros((0, 5), np.float32)
-        if len(boxes) and (use_soft_nms or len(per_scale) > 1):
+        if len(boxes) and (soft_nms.enabled or len(per_scale) > 1):
             boxes = soft_nms(boxes)
         results.append(boxes)
     scores = np.concatenate([r[:, 4] for r in results]) if results else np.zeros(0)
@@ -58,7 +57,7 @@ def merge_outputs(per_scale, num_classes, use_soft_nms, max_per_image=100):
     return results
 
 
-def post_process_image(scale_outputs, num_classes, use_soft_nms, max_per_image=100):
+def post_process_image(scale_outputs, num_classes, soft_nms, max_per_image):
     """Full post-processing of one image.
 
     ``scale_outputs``: list of (dets (K, 6) from decode, meta, scale) per test scale.
@@ -70,7 +69,7 @@ def post_process_image(scale_outputs, num_classes, use_soft_nms, max_per_image=1
     for dets, meta, scale in scale_outputs:
         dets = np.asarray(dets).reshape(-1, 6)
         per_scale.append(group_by_class(to_image_coords(dets[dets[:, 4] > 0], meta, scale), num_classes))
-    return merge_outputs(per_scale, num_classes, use_soft_nms, max_per_image)
+    return merge_outputs(per_scale, num_classes, soft_nms, max_per_image)
 
 
 def coco_records(image_id, per_class, category_ids):

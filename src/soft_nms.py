@@ -1,4 +1,4 @@
-"""Gaussian soft-NMS (Bodla et al. 2017) with the official CenterNet settings.
+"""Soft-NMS (Bodla et al. 2017), configured by eval_config's SOFT_NMS and soft_nms_* keys.
 
 The compiled version (``src/_soft_nms.pyx``, built by ``python setup.py build_ext --inplace``)
 and the numpy version below implement the same algorithm step for step and are proven equal
@@ -7,6 +7,7 @@ score of every later box by its overlap with box i, and drop (keeping the order 
 the boxes whose score fell below ``threshold``. Overlaps use the official +1 pixel
 convention: area = (x2 - x1 + 1) * (y2 - y1 + 1).
 """
+import collections
 import logging
 
 import numpy as np
@@ -21,8 +22,12 @@ except ImportError:  # not built: fall back to numpy, saying how to build
     _compiled = None
 
 
-def soft_nms_numpy(boxes, sigma=0.5, nt=0.5, threshold=0.001, method=2):
-    """boxes (N, 5) [x1, y1, x2, y2, score] -> kept boxes (M, 5) float32 with decayed scores."""
+def soft_nms_numpy(boxes, sigma, nt, threshold, method):
+    """boxes (N, 5) [x1, y1, x2, y2, score] -> kept boxes (M, 5) float32 with decayed scores.
+
+    ``method``: a METHODS name or its number (the compiled version's encoding).
+    """
+    method = METHODS.get(method, method)
     dets = np.array(boxes, dtype=np.float64).reshape(-1, 5)
     n = len(dets)
     i = 0
@@ -53,11 +58,36 @@ def soft_nms_numpy(boxes, sigma=0.5, nt=0.5, threshold=0.001, method=2):
     return dets[:n].astype(np.float32)
 
 
-def soft_nms(boxes, sigma=0.5, nt=0.5, threshold=0.001, method=2):
+def soft_nms(boxes, sigma, nt, threshold, method):
     """Compiled soft-NMS when built, else the numpy version (same results)."""
+    method = METHODS.get(method, method)
     if _compiled is not None:
         return _compiled(np.ascontiguousarray(boxes, dtype=np.float64).reshape(-1, 5), sigma, nt, threshold, method)
     return soft_nms_numpy(boxes, sigma, nt, threshold, method)
+
+
+class SoftNMS(collections.namedtuple("SoftNMS", "enabled method sigma nt threshold")):
+    """The soft-NMS of an evaluation: ``enabled`` is eval_config.SOFT_NMS, the rest its soft_nms_* keys."""
+
+    __slots__ = ()
+
+    @classmethod
+    def from_config(cls, eval_config):
+        ev = eval_config
+        if ev.soft_nms_method not in METHODS:
+            raise ValueError("eval_config.soft_nms_method=%r is not one of %s" % (ev.soft_nms_method, list(METHODS)))
+        if ev.soft_nms_sigma <= 0:
+            raise ValueError("eval_config.soft_nms_sigma must be positive, got %r" % ev.soft_nms_sigma)
+        if not 0 <= ev.soft_nms_Nt <= 1:
+            raise ValueError("eval_config.soft_nms_Nt must lie in [0, 1], got %r" % ev.soft_nms_Nt)
+        if not 0 <= ev.soft_nms_threshold < 1:
+            raise ValueError("eval_config.soft_nms_threshold must lie in [0, 1), got %r" % ev.soft_nms_threshold)
+        return cls(bool(ev.SOFT_NMS), ev.soft_nms_method, float(ev.soft_nms_sigma), float(ev.soft_nms_Nt),
+                   float(ev.soft_nms_threshold))
+
+    def __call__(self, boxes):
+        """Soft-NMS of one class's (N, 5) boxes with these settings (``enabled`` is the caller's test)."""
+        return soft_nms(boxes, self.sigma, self.nt, self.threshold, self.method)
 
 
 def is_compiled():

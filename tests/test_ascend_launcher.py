@@ -15,6 +15,7 @@ sys.path.insert(0, LAUNCHER)
 import get_distribute_train_cmd as gen  # noqa: E402
 
 DATA = os.path.join(ROOT, "tests", "data")
+RECIPE = os.path.join(ROOT, "coco_recipe_config.yaml")
 TABLE_2P, TABLE_8P = os.path.join(DATA, "rank_table_2p.json"), os.path.join(DATA, "rank_table_8p.json")
 TABLE_16P = os.path.join(DATA, "rank_table_16p_2servers.json")
 
@@ -74,10 +75,10 @@ def test_commands_for_sample_rank_tables(tmp_path, table, count):
         for expected in ("--distribute=true", "--device_target=Ascend", "--device_num=%d" % count,
                          "--mindrecord_dir=/data/mr", "--load_checkpoint_path=/ckpt/backbone.ckpt",
                          "--save_checkpoint_path=%s" % (tmp_path / "out" / ("LOG%d" % rank)),
-                         "--epoch_size=330", "--save_checkpoint_steps=3000"):
+                         "--config_path=%s" % RECIPE, "--save_checkpoint_steps=3000"):
             assert expected in options, expected
-        # the ini's epoch_size comes first; arguments given after "--" come later and win
-        assert options.index("--epoch_size=330") < options.index("--epoch_size=2")
+        # the recipe (epoch_size 330) comes first; arguments given after "--" come later and win
+        assert options.index("--config_path=%s" % RECIPE) < options.index("--epoch_size=2")
         assert options[-1] == "--train_config.batch_size=16"
         assert log == str(tmp_path / "out" / ("LOG%d" % rank) / "training_log.txt")
 

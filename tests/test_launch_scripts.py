@@ -131,3 +131,16 @@ def test_cpu_standalone_script_returns_the_job_status(synthetic_mindrecord, tmp_
                      "--train_config.batch_size=64", extra_env={"OUTPUT_DIR": str(tmp_path / "out")})
     assert result.returncode == 2
     assert "too few for one global batch" in result.stderr  # the end of the log is shown
+
+
+@pytest.mark.parametrize("name", ["run_standalone_train_gpu.sh", "run_standalone_train_ascend.sh"])
+def test_accelerator_launchers_train_with_the_recipe_before_user_options(synthetic_mindrecord, tmp_path, name):
+    fake = tmp_path / "fake_python"
+    fake.write_text('#!/bin/bash\necho "$*" > "%s"\n' % (tmp_path / "args.txt"))
+    fake.chmod(0o755)
+    result = _script(name, "0", synthetic_mindrecord.mindrecord_dir, "--epoch_size=2",
+                     extra_env={"PYTHON": str(fake), "FOREGROUND": "1", "OUTPUT_DIR": str(tmp_path / "out")})
+    assert result.returncode == 0, result.stderr
+    args = (tmp_path / "args.txt").read_text().split()
+    recipe = "--config_path=%s" % os.path.join(ROOT, "coco_recipe_config.yaml")
+    assert recipe in args and args.index(recipe) < args.index("--epoch_size=2")

@@ -26,15 +26,12 @@ import sys
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import mindspore as ms  # noqa: E402
-
 from src.coco import CocoData, DataError, default_category_ids  # noqa: E402
 from src.file_io import write_json_atomic  # noqa: E402
 from src.inference import Detector, EvalSettings, build_eval_network, detect_images  # noqa: E402
-from src.model_utils.config import ConfigError, get_config  # noqa: E402
-from src.model_utils.device_adapter import get_device_id  # noqa: E402
-from src.model_utils.entry import setup_logging  # noqa: E402
-from src.utils import CheckpointError  # noqa: E402
+from src.model_utils.config import ConfigError  # noqa: E402
+from src.model_utils.device_adapter import set_device  # noqa: E402
+from src.model_utils.entry import entry_main  # noqa: E402
 from src.visual import draw_detections, save_image  # noqa: E402
 
 logger = logging.getLogger("detect_images")
@@ -103,11 +100,7 @@ def run_detect(cfg):
             entry["width"], entry["height"] = size
         entries.append(entry)
 
-    ms.set_context(mode=ms.GRAPH_MODE)
-    if cfg.device_target == "CPU":
-        ms.set_device("CPU")
-    else:
-        ms.set_device(cfg.device_target, get_device_id(cfg) if cfg.enable_modelarts else cfg.device_id)
+    set_device(cfg)
     detector = Detector(build_eval_network(cfg, settings.num_classes, cfg.load_checkpoint_path),
                         max_graphs=len(settings.scales) + 1)
     if not settings.keep_res:
@@ -132,15 +125,7 @@ def run_detect(cfg):
 
 
 def main(argv=None):
-    setup_logging()
-    try:
-        cfg = get_config(argv, script="tools/detect_images.py")
-        setup_logging(cfg.log_level)
-        run_detect(cfg)
-    except (ConfigError, CheckpointError, DataError, OSError, ValueError, RuntimeError) as err:
-        logger.error("%s", err)
-        return 2
-    return 0
+    return entry_main("tools/detect_images.py", run_detect, argv, modelarts=False)
 
 
 if __name__ == "__main__":

@@ -20,6 +20,10 @@ import numpy as np
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from src.file_io import write_array_atomic  # noqa: E402
+from src.model_utils.device_adapter import set_device  # noqa: E402
+from src.model_utils.entry import guarded, setup_logging  # noqa: E402
+
 logger = logging.getLogger("infer_mindir")
 
 _DTYPES = {1: np.float32}  # mind_ir TensorProto.DataType FLOAT (the only input type our export produces)
@@ -62,11 +66,7 @@ def run(args):
     files = sorted(glob.glob(os.path.join(args.input_path, "*.bin")))
     if not files:
         raise FileNotFoundError("no .bin input files in %s" % args.input_path)
-    ms.set_context(mode=ms.GRAPH_MODE)
-    if args.device_target == "CPU":
-        ms.set_device("CPU")
-    else:
-        ms.set_device(args.device_target, args.device_id)
+    set_device(args, args.device_target, args.device_id)
     inputs = model_inputs(args.mindir_path)
     if len(inputs) != 1:
         raise ValueError("%s has %d inputs; this runner feeds one" % (args.mindir_path, len(inputs)))
@@ -88,25 +88,17 @@ def run(args):
         total += time.perf_counter() - start
         stem = os.path.splitext(os.path.basename(path))[0]
         for i, array in enumerate(arrays):
-            target = os.path.join(args.output_path, "%s_%d.bin" % (stem, i))
-            tmp = target + ".tmp"
-            np.ascontiguousarray(array).tofile(tmp)
-            os.replace(tmp, target)
+            write_array_atomic(os.path.join(args.output_path, "%s_%d.bin" % (stem, i)), np.ascontiguousarray(array))
     logger.info("%d inputs inferred in %.1f s (%.2f ms per input, first one includes compilation) -> %s",
                 len(files), total, 1000 * total / len(files), args.output_path)
     return len(files)
 
 
 def main(argv=None):
-    from src.model_utils.entry import setup_logging
-    setup_logging("INFO")
+    """Exit codes as the configuration-driven entry scripts: 2 with a one-line error (argparse's too)."""
+    setup_logging()
     args = parse_args(argv)
-    try:
-        run(args)
-    except (OSError, ValueError, RuntimeError) as err:
-        logger.error("%s", err)
-        return 2
-    return 0
+    return guarded(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ device of this server in the table, exports RANK_TABLE_FILE, RANK_SIZE, RANK_ID 
 DEVICE_ID, binds the process to its share of the CPU cores with taskset and starts train.py
 in <output_dir>/LOG<rank>/ (log: training_log.txt, checkpoints: ckpt_<rank>/). The script
 then watches the processes: when one fails it stops the others and exits non-zero.
-Arguments after a lone ``--`` are passed to train.py after those of the ini file.
+train.py is given the COCO recipe (``--config_path=coco_recipe_config.yaml``), then the ini's
+options, then the arguments after a lone ``--``; later ones win.
 """
 import argparse
 import configparser
@@ -23,6 +24,7 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
+RECIPE_CONFIG = os.path.join(REPO, "coco_recipe_config.yaml")
 
 
 class LauncherError(ValueError):
@@ -156,7 +158,7 @@ def read_hyper_parameters(path):
     sys.path.insert(0, REPO)
     from src.model_utils.config import ConfigError, get_config  # noqa: E402  (yaml only, no MindSpore)
     try:
-        get_config(["--%s=%s" % (k, v) for k, v in items])
+        get_config(["--config_path=%s" % RECIPE_CONFIG] + ["--%s=%s" % (k, v) for k, v in items])
     except ConfigError as err:
         raise LauncherError("%s: %s" % (path, err)) from err
     reserved = {"distribute", "device_target", "device_id", "mindrecord_dir", "load_checkpoint_path",
@@ -211,7 +213,8 @@ def build_commands(args, train_args):
             cmd += ["taskset", "-c", core]
         cmd += [args.python, run_script, "--distribute=true", "--device_target=Ascend",
                 "--device_num=%d" % table["rank_size"], "--mindrecord_dir=%s" % mindrecord_dir,
-                "--load_checkpoint_path=%s" % load, "--save_checkpoint_path=%s" % log_dir]
+                "--load_checkpoint_path=%s" % load, "--save_checkpoint_path=%s" % log_dir,
+                "--config_path=%s" % RECIPE_CONFIG]
         cmd += ["--%s=%s" % (k, v) for k, v in params] + list(train_args)
         log = os.path.join(log_dir, "training_log.txt")
         lines += ["# rank %d: device %d%s" % (rank, dev, ", cores %s" % core if core else ", no core binding"),

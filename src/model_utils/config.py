@@ -3,16 +3,21 @@
 The yaml holds three documents: the values, a help text per key and the allowed choices
 (keyed by dotted path for nested options). ``--key=value`` (or ``--key value``) overrides a
 top-level key and ``--section.key=value`` a nested one; the override is parsed as YAML and
-must have the type of the default. ``--config_path`` selects another yaml.
+must have the type of the default. ``--config_path`` merges another yaml (several are merged
+in order). A few keys of the original model zoo are not values here (``SEED_KEYS``): they
+stay accepted with their documented meaning, and their help text says how.
 """
 import ast
 import copy
 import difflib
+import logging
 import os
 import re
 import sys
 
 import yaml
+
+logger = logging.getLogger(__name__)
 
 _DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "default_config.yaml")
 DEFAULT_CONFIG_PATH = os.path.normpath(_DEFAULT_PATH)
@@ -20,6 +25,19 @@ DEFAULT_CONFIG_PATH = os.path.normpath(_DEFAULT_PATH)
 # The original model zoo writes arrays as numpy expressions; accept that form without eval().
 _NP_ARRAY = re.compile(r"^\s*np\.array\(\s*(?P<lit>\[.*\])\s*(?:,\s*dtype\s*=\s*np\.\w+\s*)?\)"
                        r"\s*(?:\.reshape\((?P<shape>[\d\s,\-]+)\))?\s*$", re.S)
+
+
+# Keys of the original model zoo that this configuration computes, ignores or spells once:
+# key -> (kind, argument). "derived": computed by derive(), a given value must agree (argument:
+# a value of its type); "ignored": accepted and unused (argument: a value of its type); "only":
+# the one value this code implements; "alias": another name of the key given as argument.
+SEED_KEYS = {
+    "dataset_config.output_res": ("derived", [0, 0]),
+    "net_config.dense_hp": ("ignored", True),
+    "train_config.optimizer": ("only", "Adam"),
+    "train_config.PolyDecay.eps": ("alias", "train_config.Adam.eps"),
+    "train_config.MultiDecay.eps": ("alias", "train_config.Adam.eps"),
+}
 
 
 class ConfigError(ValueError):
@@ -201,15 +219,19 @@ def format_help(values, helper, choices, script=None):
         lines.append(line)
         if text:
             lines.append("        " + str(text))
+    lines += ["", "accepted from the original model zoo's configuration:"]
+    for key in SEED_KEYS:
+        lines.append("  --%s" % key)
+        if flat_help.get(key):
+            lines.append("        " + str(flat_help[key]))
     return "\n".join(lines)
 
 
-def derive(cfg):
-    """Fill values that follow from others: output_res = input_res_train / down_ratio."""
-    ds_cfg, net_cfg = cfg["dataset_config"], cfg["net_config"]
-    ratio = net_cfg["down_ratio"]
-    res = check_input_res(ds_cfg["input_res_train"], "dataset_config.input_res_train")
-    return [r // ratio for r in res]
+def derive(values):
+    """Values that follow from others: {dotted key: value}; output_res = input_res_train / down_ratio."""
+    ratio = values["net_config"]["down_ratio"]
+    res = check_input_res(values["dataset_config"]["input_res_train"], "dataset_config.input_res_train")
+    return {"dataset_config.output_res": [r // ratio for r in res]}
 
 
 INPUT_MULTIPLE = 32  # the backbone's output stride: inputs must divide into it
@@ -223,67 +245,105 @@ def check_input_res(res, key):
     return [int(r) for r in res]
 
 
-def _merge(values, overlay, path, prefix=""):
-    """Merge a partial yaml ``overlay`` onto ``values`` (in place), type-checking every key."""
-    for key, value in overlay.items():
-        dotted = prefix + str(key)
-        if key not in values:
-            close = difflib.get_close_matches(dotted, list(_flatten(values, prefix)), n=3, cutoff=0.6)
+def _sections(values, prefix=""):
+    """Dotted names of the sections (dict-valued keys) of ``values``."""
+    found = set()
+    for key, value in values.items():
+        if isinstance(value, dict):
+            found.add(prefix + key)
+            found |= _sections(value, prefix + key + ".")
+    return found
+
+
+class _Builder:
+    """Applies overrides (yaml overlays, then the command line) to the default values."""
+
+    def __init__(self, values, helper):
+        self.values, self.helper = values, _flatten(helper)
+        self.given = {}  # derived seed key -> value given for it
+
+    def _unknown(self, key, where):
+        flat = list(_flatten(self.values)) + list(SEED_KEYS)
+        if where:
+            close = difflib.get_close_matches(key, flat, n=3, cutoff=0.6)
             hint = "; did you mean %s?" % " or ".join(close) if close else ""
-            raise ConfigError("%s: unknown key %s%s" % (path, dotted, hint))
-        if isinstance(values[key], dict):
-            if not isinstance(value, dict):
-                raise ConfigError("%s: %s is a section and must be a mapping" % (path, dotted))
-            _merge(values[key], value, path, dotted + ".")
-        else:
-            values[key] = check_type(value, values[key], "%s (in %s)" % (dotted, path))
+            return ConfigError("%s: unknown key %s%s" % (where, key, hint))
+        if key in _sections(self.values):
+            return ConfigError("--%s is a section; override its keys with --%s.<key>=value" % (key, key))
+        close = difflib.get_close_matches(key, flat, n=3, cutoff=0.6)
+        hint = "; did you mean %s?" % " or ".join("--" + c for c in close) if close else \
+            "; run with --help to list the options"
+        return ConfigError("unknown option --%s%s" % (key, hint))
+
+    def set(self, key, value, where=None, raw=False):
+        """Set dotted ``key`` to ``value`` (command-line text with ``raw``); ``where`` names a yaml."""
+        name = "%s (in %s)" % (key, where) if where else key
+        if key in _sections(self.values):
+            if where:
+                raise ConfigError("%s: %s is a section and must be a mapping" % (where, key))
+            raise self._unknown(key, where)
+        flat = _flatten(self.values)
+        kind, arg = SEED_KEYS.get(key, (None, None))
+        if kind == "alias":
+            key, kind = arg, None
+        if kind is None and key not in flat:
+            raise self._unknown(key, where)
+        template = flat[key] if kind is None else arg
+        value = _coerce(value, template, name) if raw else check_type(value, template, name)
+        if kind is None:
+            _set_dotted(self.values, key, value)
+        elif kind == "derived":
+            self.given[key] = value
+        elif kind == "ignored":
+            logger.warning("%s=%r: %s", name, value, self.helper.get(key, "ignored"))
+        elif value != arg:
+            raise ConfigError("--%s=%s is not available: %s" % (name, value, self.helper.get(key, "")))
+
+    def merge(self, overlay, path):
+        """Merge a partial yaml ``overlay`` (nested dicts) read from ``path``."""
+        for key, value in _flatten(overlay).items():
+            self.set(key, value, where=path)
+
+    def finish(self, choices):
+        """Check the choices and fill the derived keys (a value given for one must agree)."""
+        flat = _flatten(self.values)
+        for key, allowed in choices.items():
+            if key in flat and flat[key] not in allowed:
+                raise ConfigError("--%s=%r is not one of %s" % (key, flat[key], allowed))
+        ds, net = self.values["dataset_config"], self.values["net_config"]
+        for key, value in derive(self.values).items():
+            if key in self.given and self.given[key] != value:
+                raise ConfigError("--%s=%s must equal input_res_train %s / down_ratio %d = %s"
+                                  % (key, self.given[key], ds["input_res_train"], net["down_ratio"], value))
+            _set_dotted(self.values, key, value)
+        return self.values
 
 
 def get_config(argv=None, config_path=None, script=None):
     """Build the configuration from the yaml and ``argv`` (default: sys.argv[1:]).
 
-    A yaml given by ``--config_path`` (or ``config_path``) is merged onto default_config.yaml,
-    so it may hold only the keys it changes.
+    Each yaml given by ``--config_path`` (or ``config_path``) is merged onto default_config.yaml
+    in order, so it may hold only the keys it changes; ``cfg.config_path`` is the last one.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     pairs = list(_split_argv([a for a in argv if a not in ("-h", "--help")]))
-    for key, raw in pairs:
-        if key == "config_path":
-            config_path = raw
+    paths = ([config_path] if config_path else []) + [raw for key, raw in pairs if key == "config_path"]
     values, helper, choices = load_yaml(DEFAULT_CONFIG_PATH)
-    path = os.path.abspath(config_path) if config_path else DEFAULT_CONFIG_PATH
-    if path != DEFAULT_CONFIG_PATH:
+    builder = _Builder(values, helper)
+    path = DEFAULT_CONFIG_PATH
+    for path in [os.path.abspath(p) for p in paths]:
+        if path == DEFAULT_CONFIG_PATH:
+            continue
         overlay, extra_help, extra_choices = load_yaml(path)
-        _merge(values, overlay, path)
+        builder.merge(overlay, path)
         choices.update(extra_choices)
         helper.update({k: v for k, v in extra_help.items() if not isinstance(v, dict)})
     if "-h" in argv or "--help" in argv:
         print(format_help(values, helper, choices, script))
         sys.exit(0)
-    flat = _flatten(values)
-    given = set()
     for key, raw in pairs:
-        if key == "config_path":
-            continue
-        if key not in flat:
-            if isinstance(values.get(key), dict):
-                raise ConfigError("--%s is a section; override its keys with --%s.<key>=value" % (key, key))
-            close = difflib.get_close_matches(key, list(flat), n=3, cutoff=0.6)
-            hint = "; did you mean %s?" % " or ".join("--" + c for c in close) if close else \
-                "; run with --help to list the options"
-            raise ConfigError("unknown option --%s%s" % (key, hint))
-        _set_dotted(values, key, _coerce(raw, flat[key], key))
-        given.add(key)
-    flat = _flatten(values)
-    for key, allowed in choices.items():
-        if key in flat and flat[key] not in allowed:
-            raise ConfigError("--%s=%r is not one of %s" % (key, flat[key], allowed))
-    derived = derive(values)
-    if derived != values["dataset_config"]["output_res"]:
-        if "dataset_config.output_res" in given:
-            raise ConfigError("--dataset_config.output_res=%s must equal input_res_train %s / down_ratio %d = %s"
-                              % (values["dataset_config"]["output_res"], values["dataset_config"]["input_res_train"],
-                                 values["net_config"]["down_ratio"], derived))
-        values["dataset_config"]["output_res"] = derived
+        if key != "config_path":
+            builder.set(key, raw, raw=True)
+    values = builder.finish(choices)
     values["config_path"] = path
     return Config(values)

@@ -38,7 +38,9 @@ def set_device(config, device_target=None, device_id=None):
     """Graph mode on ``config.device_target`` (or ``device_target``), deterministic kernels if asked.
 
     The one context set-up of every entry script. A backend this MindSpore build cannot use
-    raises ConfigError naming the value, instead of the runtime's multi-line report.
+    raises ConfigError naming the value, instead of the runtime's multi-line report. Scripts
+    without a yaml configuration pass ``device_target`` (and ``device_id`` off CPU) with
+    ``config`` None or their own options object.
     """
     import mindspore as ms
     from .config import ConfigError

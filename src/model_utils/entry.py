@@ -31,21 +31,15 @@ def setup_logging(level="INFO", log_file=None, rank=None):
         root.addHandler(handler)
 
 
-def entry_main(script, run, argv=None, modelarts=True):
-    """Parse the configuration for ``script``, then ``run(cfg)``; returns the process exit code.
+def guarded(action):
+    """Run ``action()`` and return the process exit code: 0, or 2 after a one-line error.
 
     Every expected failure (configuration, data, checkpoint, file system, device: ValueError,
-    OSError and RuntimeError with their subclasses) is logged as one line and gives exit code 2;
-    the traceback is logged at DEBUG level only. ``modelarts`` wraps ``run`` in the ModelArts
-    copies when ``enable_modelarts`` is set.
+    OSError and RuntimeError with their subclasses) is logged as one line; the traceback is
+    logged at DEBUG level only. Ctrl-C gives 130.
     """
-    from .config import get_config
-    from .moxing_adapter import moxing_wrapper
-    setup_logging()
     try:
-        cfg = get_config(argv, script=script)
-        setup_logging(cfg.log_level)
-        (moxing_wrapper(cfg)(run) if modelarts else run)(cfg)
+        action()
     except (ValueError, OSError, RuntimeError) as err:
         logger.debug("details", exc_info=True)
         logger.error("%s", err)
@@ -54,3 +48,20 @@ def entry_main(script, run, argv=None, modelarts=True):
         logger.error("interrupted")
         return EXIT_INTERRUPTED
     return 0
+
+
+def entry_main(script, run, argv=None, modelarts=True):
+    """Parse the configuration for ``script``, then ``run(cfg)``; returns the process exit code.
+
+    Errors are reported as ``guarded`` does. ``modelarts`` wraps ``run`` in the ModelArts
+    copies when ``enable_modelarts`` is set.
+    """
+    from .config import get_config
+    from .moxing_adapter import moxing_wrapper
+    setup_logging()
+
+    def action():
+        cfg = get_config(argv, script=script)
+        setup_logging(cfg.log_level)
+        (moxing_wrapper(cfg)(run) if modelarts else run)(cfg)
+    return guarded(action)

@@ -20,6 +20,7 @@ import logging
 import os
 import time
 
+from ..file_io import write_text_atomic
 from .local_adapter import get_device_id, get_device_num, get_rank_id  # ModelArts sets the same variables
 
 logger = logging.getLogger(__name__)
@@ -110,10 +111,10 @@ def sync_data(from_path, to_path, timeout_s=SYNC_TIMEOUT_S):
         try:
             _copy(from_path, to_path)
         except ModelArtsError as err:
-            _write(marker + ".failed", str(err))
+            write_text_atomic(marker + ".failed", str(err))
             raise
         logger.info("ModelArts copy done in %.1f s", time.time() - start)
-        _write(marker + ".done", to_path)
+        write_text_atomic(marker + ".done", to_path)
         return
     deadline = time.time() + timeout_s
     while not os.path.exists(marker + ".done"):
@@ -127,17 +128,10 @@ def sync_data(from_path, to_path, timeout_s=SYNC_TIMEOUT_S):
         time.sleep(0.5)
 
 
-def _write(path, text):
-    tmp = path + ".tmp%d" % os.getpid()
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def _wait_local_ranks(name, timeout_s):
     """Every local rank marks ``name`` done; the copier waits (bounded) until all have."""
     prefix = os.path.join(_marker_dir(), "centernet_%s_%s_rank" % (name, get_job_id()))
-    _write("%s%d" % (prefix, get_device_id()), "done")
+    write_text_atomic("%s%d" % (prefix, get_device_id()), "done")
     if not is_copier():
         return
     deadline = time.time() + timeout_s

@@ -1,4 +1,6 @@
 """Configuration: yaml documents, typed overrides, choices and errors."""
+import os
+
 import pytest
 
 from src.model_utils.config import ConfigError, get_config, load_yaml, DEFAULT_CONFIG_PATH
@@ -102,3 +104,50 @@ def test_help_lists_options_with_choices(capsys):
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--train_config.batch_size=32" in text and "{Ascend, GPU, CPU}" in text
+
+
+def test_keys_of_the_original_configuration_stay_accepted(tmp_path, caplog):
+    cfg = get_config(["--dataset_config.output_res=[128,128]", "--train_config.optimizer=Adam",
+                      "--train_config.MultiDecay.eps=1e-8", "--net_config.dense_hp=false"])
+    assert cfg.train_config.Adam.eps == pytest.approx(1e-8) and cfg.dataset_config.output_res == [128, 128]
+    assert not hasattr(cfg.net_config, "dense_hp") and not hasattr(cfg.train_config, "optimizer")
+    assert not hasattr(cfg.train_config.MultiDecay, "eps")
+    assert "net_config.dense_hp=False: Ignored" in caplog.text
+    with pytest.raises(ConfigError, match="train_config.optimizer=SGD is not available: Adam only"):
+        get_config(["--train_config.optimizer=SGD"])
+    with pytest.raises(ConfigError, match="expects true or false"):
+        get_config(["--net_config.dense_hp=maybe"])
+    # an original-style yaml: eps under the schedule, output_res and dense_hp spelled out
+    seed_style = tmp_path / "seed.yaml"
+    seed_style.write_text("dataset_config:\n    input_res_train: [256, 256]\n    output_res: [64, 64]\n"
+                          "net_config:\n    dense_hp: True\n"
+                          "train_config:\n    optimizer: Adam\n    PolyDecay:\n        eps: 0.001\n")
+    cfg = get_config(["--config_path=%s" % seed_style])
+    assert cfg.train_config.Adam.eps == pytest.approx(1e-3) and cfg.dataset_config.output_res == [64, 64]
+    seed_style.write_text("dataset_config:\n    output_res: [64, 64]\n")
+    with pytest.raises(ConfigError, match="must equal input_res_train"):
+        get_config(["--config_path=%s" % seed_style])
+
+
+def test_several_config_files_merge_in_order(tmp_path):
+    first, second = tmp_path / "first.yaml", tmp_path / "second.yaml"
+    first.write_text("epoch_size: 330\nsave_checkpoint_steps: 3000\n")
+    second.write_text("epoch_size: 7\n")
+    cfg = get_config(["--config_path=%s" % first, "--config_path=%s" % second])
+    assert (cfg.epoch_size, cfg.save_checkpoint_steps) == (7, 3000) and cfg.config_path == str(second)
+
+
+def test_help_states_the_accepted_original_keys(capsys):
+    with pytest.raises(SystemExit):
+        get_config(["--help"])
+    text = capsys.readouterr().out
+    accepted = text[text.index("accepted from the original"):]
+    for key in ("output_res", "dense_hp", "optimizer", "PolyDecay.eps", "MultiDecay.eps"):
+        assert key in accepted
+
+
+def test_recipe_config_sets_the_published_training_length():
+    recipe = get_config(["--config_path=%s" % os.path.join(os.path.dirname(DEFAULT_CONFIG_PATH),
+                                                           "coco_recipe_config.yaml")])
+    assert recipe.epoch_size == 330 and get_config([]).epoch_size == 1
+    assert recipe.train_config.batch_size == 32 and recipe.train_config.MultiDecay.multi_epochs == [270, 300]

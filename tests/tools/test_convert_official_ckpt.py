@@ -23,6 +23,7 @@ from src.decode import CenterNetDetEval, DetectionDecode
 from src.deform_conv import ModulatedDeformConv2d
 from src.model_utils.config import get_config
 from src.post_process import post_process_image
+from src.soft_nms import SoftNMS
 from src.utils import CheckpointError, load_network_weights
 from tools import convert_official_ckpt as conv
 
@@ -238,7 +239,8 @@ def test_converted_official_network_gives_the_same_heads_and_detections(ref, dep
     # centre (w // 2, h // 2), scale = the padded size), official single-scale protocol (no NMS)
     meta = {"c": np.array([60.0, 45.0], np.float32), "s": np.array([128.0, 96.0], np.float32),
             "out_height": 24, "out_width": 32}
-    per_class = post_process_image([(ours[0], meta, 1.0)], 80, use_soft_nms=False, max_per_image=100)
+    no_nms = SoftNMS.from_config(get_config(["--eval_config.SOFT_NMS=false"]).eval_config)
+    per_class = post_process_image([(ours[0], meta, 1.0)], 80, no_nms, max_per_image=100)
     official = ref.ctdet_post_process(theirs[0], meta["c"], meta["s"], 24, 32, 80)
     _assert_same_detections(_flatten_per_class(per_class, range(80)),
                             _flatten_per_class([official[j + 1] for j in range(80)], range(80)),
