@@ -168,8 +168,8 @@ class CenterNetTrainStep(nn.Cell):
     """One optimisation step with loss scaling and overflow skipping.
 
     Returns the fields of StepOutputs as a plain tuple (graph-mode outputs); name them on the
-    Python side with ``StepOutputs.of(outputs)``. Gradients of the total
-    loss are scaled by ``scale_sense``, averaged over devices in data-parallel runs, unscaled
+    Python side with ``StepOutputs.of(outputs)``. Gradients of the total loss are scaled by
+    ``scale_sense``, averaged over devices in data-parallel runs, unscaled
     and checked for inf/nan; an overflowed step leaves the weights and optimizer untouched
     and, with a DynamicLossScaleUpdateCell, lowers the scale. Everything that defines the
     training state (weights, Adam moments, global step, loss scale and its counters) lives in
