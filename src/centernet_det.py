@@ -5,6 +5,7 @@ CenterNetDet: ResNet trunk -> 3 x [3x3 DCNv2 conv, BN, ReLU, 4x4 stride-2 up-con
 A 512x512 input gives 128x128 heads. Names follow the official PoseResNet-DCN
 (``deconv_layers.N``, ``hm.0``, ``hm.2``...) under a ``backbone.`` prefix for the trunk.
 """
+import collections
 import math
 
 import numpy as np
@@ -20,6 +21,9 @@ from .losses import CenterNetLoss
 from .resnet101 import BN_MOMENTUM, ResNet
 
 DECONV_CHANNELS = (256, 128, 64)
+# wh target column and its mask column (None: no mask) for each box-size layout of net_config.
+_WH_TARGETS = {"wh": ("wh", None), "dense_wh": ("dense_wh", "dense_wh_mask"),
+               "cat_spec_wh": ("cat_spec_wh", "cat_spec_mask")}
 HM_BIAS = -2.19  # sigmoid(-2.19) ~= 0.1: the focal-loss prior of the paper
 
 
@@ -102,29 +106,54 @@ class CenterNetDet(nn.Cell):
 
 
 class CenterNetLossCell(nn.Cell):
-    """Network + loss: (image, targets...) -> (total, hm_loss, wh_loss, off_loss).
+    """Network + loss: the training columns -> (total, hm_loss, wh_loss, off_loss).
 
-    The inputs follow ``src.dataset.train_columns``: image, hm, reg_mask, ind, the wh
-    target(s) (wh | dense_wh, dense_wh_mask | cat_spec_wh, cat_spec_mask), then reg when
-    reg_offset is on.
+    ``columns`` names the inputs in order (default: ``src.train_targets.train_columns(net_cfg)``):
+    image, hm, reg_mask, ind, the wh target (wh | dense_wh, dense_wh_mask | cat_spec_wh,
+    cat_spec_mask), then reg when reg_offset is on. Each input is picked by its name's position,
+    resolved once here, so the graph indexes by constants.
     """
 
-    def __init__(self, network, net_cfg):
+    def __init__(self, network, net_cfg, columns=None):
         super().__init__(auto_prefix=False)
+        if columns is None:
+            from .train_targets import train_columns
+            columns = train_columns(net_cfg)
         self.network = network
         self.loss = CenterNetLoss(net_cfg)
         self.reg_offset = bool(net_cfg.reg_offset)
-        self.two_wh_targets = bool(net_cfg.dense_wh or net_cfg.cat_spec_wh)
+        wh_name, mask_name = _WH_TARGETS["dense_wh" if net_cfg.dense_wh else
+                                         "cat_spec_wh" if net_cfg.cat_spec_wh else "wh"]
+        needed = ["image", "hm", "reg_mask", "ind", wh_name] + ([mask_name] if mask_name else []) + \
+            (["reg"] if self.reg_offset else [])
+        missing = [name for name in needed if name not in columns]
+        if missing:
+            raise ValueError("the training columns %s lack %s, which net_config needs" % (list(columns), missing))
+        at = {name: columns.index(name) for name in needed}
+        self.image_at, self.hm_at, self.reg_mask_at, self.ind_at = at["image"], at["hm"], at["reg_mask"], at["ind"]
+        self.wh_at = at[wh_name]
+        self.wh_mask_at = at[mask_name] if mask_name else -1
+        self.reg_at = at["reg"] if self.reg_offset else -1
 
     def construct(self, *inputs):
-        outputs = self.network(inputs[0])
-        hm, reg_mask, ind = inputs[1], inputs[2], inputs[3]
-        if self.two_wh_targets:
-            wh_target, wh_mask, rest = inputs[4], inputs[5], 6
-        else:
-            wh_target, wh_mask, rest = inputs[4], None, 5
-        reg = inputs[rest] if self.reg_offset else None
-        return self.loss(outputs, hm, reg_mask, ind, wh_target, wh_mask, reg)
+        outputs = self.network(inputs[self.image_at])
+        wh_mask = inputs[self.wh_mask_at] if self.wh_mask_at >= 0 else None
+        reg = inputs[self.reg_at] if self.reg_at >= 0 else None
+        return self.loss(outputs, inputs[self.hm_at], inputs[self.reg_mask_at], inputs[self.ind_at],
+                         inputs[self.wh_at], wh_mask, reg)
+
+
+class StepOutputs(collections.namedtuple("StepOutputs", "loss hm_loss wh_loss off_loss overflow loss_scale")):
+    """One training step's results as Python numbers: losses, whether gradients overflowed (the
+    step was skipped) and the loss scale the step used."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, outputs):
+        """Name the tuple of tensors returned by CenterNetTrainStep (or its data-sink wrapper)."""
+        loss, hm_loss, wh_loss, off_loss, overflow, scale = (float(o.asnumpy().reshape(-1)[0]) for o in outputs)
+        return cls(loss, hm_loss, wh_loss, off_loss, bool(overflow), scale)
 
 
 _grad_scale = ops.MultitypeFuncGraph("grad_scale")
@@ -138,8 +167,9 @@ def _unscale(scale, grad):
 class CenterNetTrainStep(nn.Cell):
     """One optimisation step with loss scaling and overflow skipping.
 
-    Returns (total, hm_loss, wh_loss, off_loss, overflow, loss_scale). Gradients of the total
-    loss are scaled by ``scale_sense``, averaged over devices in data-parallel runs, unscaled
+    Returns the fields of StepOutputs as a plain tuple (graph-mode outputs); name them on the
+    Python side with ``StepOutputs.of(outputs)``. Gradients of the total loss are scaled by
+    ``scale_sense``, averaged over devices in data-parallel runs, unscaled
     and checked for inf/nan; an overflowed step leaves the weights and optimizer untouched
     and, with a DynamicLossScaleUpdateCell, lowers the scale. Everything that defines the
     training state (weights, Adam moments, global step, loss scale and its counters) lives in

@@ -1,8 +1,17 @@
-"""Per-step training log: a log line, a CSV row and, at the end, a loss-curve PNG."""
+"""What a training run records besides checkpoints.
+
+TrainingLog: per-step log line, CSV row and, at the end, a loss-curve PNG (plot_curves).
+StepProfiler: MindSpore's profiler over the first steps. DataOrderRecord: which images each
+step of this rank read (a debug CSV).
+"""
 import csv
 import logging
 import os
 import time
+
+import numpy as np
+
+from .file_io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -42,12 +51,13 @@ class TrainingLog:
         self._last_step = step
 
     def record(self, step, outputs, lr, timed=True):
-        """``step``: global data steps done (1-based); outputs: (total, hm, wh, off, overflow, scale).
+        """``step``: global data steps done (1-based); ``outputs``: the step's StepOutputs.
 
         ``timed`` False (the first step of a run, which compiles the graph) logs the step
         without a throughput figure (images_per_sec nan in the CSV).
         """
-        total, hm_loss, wh_loss, off_loss, overflow, scale = outputs
+        total, hm_loss, wh_loss, off_loss = outputs.loss, outputs.hm_loss, outputs.wh_loss, outputs.off_loss
+        overflow, scale = outputs.overflow, outputs.loss_scale
         if overflow:
             self.overflows += 1
             logger.warning("step %d: gradient overflow at loss scale %g; the step was skipped", step, scale)
@@ -108,8 +118,74 @@ def plot_curves(csv_path, png_path):
     ax_lr.set_xlabel("step")
     ax_lr.grid(True, alpha=0.3)
     fig.tight_layout()
-    tmp = os.path.join(os.path.dirname(os.path.abspath(png_path)), ".tmp-" + os.path.basename(png_path))
-    fig.savefig(tmp, dpi=100, format="png")
-    plt.close(fig)
-    os.replace(tmp, png_path)
+    try:
+        with atomic_path(png_path) as tmp:
+            fig.savefig(tmp, dpi=100, format="png")
+    finally:
+        plt.close(fig)
     return png_path
+
+
+class StepProfiler:
+    """MindSpore's profiler over the first ``steps`` training steps (after the compiling first one)."""
+
+    def __init__(self, path, steps, rank, device_target):
+        from mindspore.profiler import ProfilerActivity, profile, schedule, tensorboard_trace_handler
+        self.path, self.steps, self.done = path, max(1, steps), False
+        os.makedirs(path, exist_ok=True)
+        activities = [ProfilerActivity.CPU] + {"Ascend": [ProfilerActivity.NPU],
+                                               "GPU": [ProfilerActivity.GPU]}.get(device_target, [])
+        self._prof = profile(activities=activities, schedule=schedule(wait=0, warmup=1, active=self.steps, repeat=1),
+                             on_trace_ready=tensorboard_trace_handler(path, worker_name="rank%d" % rank))
+        self._count = 0
+        self._prof.start()
+        logger.info("profiling steps 2..%d (step 1 compiles the graph) into %s", self.steps + 1, path)
+
+    def step(self):
+        if self.done:
+            return
+        self._prof.step()
+        self._count += 1
+        if self._count >= self.steps + 1:
+            self.stop()
+
+    def stop(self):
+        if not self.done:
+            self.done = True
+            self._prof.stop()
+            logger.info("profiler output written to %s", os.path.abspath(self.path))
+
+
+class DataOrderRecord:
+    """Debug record of the images this rank reads: one CSV row per sample (step, position, row, image_id).
+
+    Rows come from the same SamplePlan that create_train_dataset follows, so they name the
+    images of each step without touching the pipeline; written after each step completes.
+    """
+
+    def __init__(self, path, cfg, batch_size, rank, group_size):
+        import mindspore.dataset as ds
+        from .dataset import mindrecord_files
+        from .train_data import SamplePlan
+        files = mindrecord_files(cfg.mindrecord_dir, cfg.mindrecord_prefix)
+        reader = ds.MindDataset(files, columns_list=["image_id"], shuffle=False)
+        self.image_ids = np.array([int(r[0]) for r in reader.create_tuple_iterator(output_numpy=True, num_epochs=1)])
+        self.plan = SamplePlan(len(self.image_ids), batch_size, cfg.seed, rank, group_size, cfg.do_shuffle)
+        self.batch_size = batch_size
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        new = not os.path.exists(path) or os.path.getsize(path) == 0
+        self._file = open(path, "a", encoding="utf-8")
+        if new:
+            self._file.write("step,position,row,image_id\n")
+
+    def record(self, first_step, steps):
+        """Rows of global steps first_step+1 .. first_step+steps."""
+        start = first_step * self.batch_size
+        rows = self.plan.indices(start, steps * self.batch_size)
+        for offset, row in enumerate(rows):
+            position = start + offset
+            self._file.write("%d,%d,%d,%d\n" % (position // self.batch_size + 1, position, row, self.image_ids[row]))
+        self._file.flush()
+
+    def close(self):
+        self._file.close()

@@ -20,6 +20,7 @@ import pytest
 import train
 from ops_support import PYTHON, ROOT, TINY, csv_rows, env, finish, read_csv, read_text, start_train, wait_for
 from src.model_utils.config import get_config
+from src.trainer import Trainer
 from src.utils import (checkpoint_name, checkpoint_position, list_checkpoints, load_train_state, read_checkpoint,
                        remove_stale_temporaries, save_checkpoint_atomic)
 
@@ -179,7 +180,7 @@ def test_kill_inside_a_save_keeps_the_previous_checkpoint_newest(tmp_path):
 def saved_state_fixture(synthetic_mindrecord, tmp_path):
     """A training checkpoint at step 3 of a 6-step TINY run, written without training."""
     cfg = get_config(TINY + ["--mindrecord_dir=%s" % synthetic_mindrecord.mindrecord_dir, "--train_steps=6"])
-    trainer = train.Trainer(cfg, 0, 1)
+    trainer = Trainer(cfg, 0, 1)
     path = str(tmp_path / checkpoint_name(1, 3))
     save_checkpoint_atomic(trainer.train_step, path, append_dict=trainer.run_meta(3))
     return path
@@ -203,7 +204,7 @@ def test_resume_from_another_configuration_is_refused_before_training(saved_stat
 
 def test_resume_state_loads_into_a_fresh_trainer(saved_state, synthetic_mindrecord):
     cfg = get_config(TINY + ["--mindrecord_dir=%s" % synthetic_mindrecord.mindrecord_dir, "--train_steps=6"])
-    trainer = train.Trainer(cfg, 0, 1)
+    trainer = Trainer(cfg, 0, 1)
     assert load_train_state(trainer.train_step, saved_state, trainer.run_meta())["data_step"] == 3
 
 

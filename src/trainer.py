@@ -1,0 +1,323 @@
+"""The training loop of one rank: network, optimizer, data, checkpoints and what each step records.
+
+Trainer(cfg, rank, group_size) builds everything and loads a resumed state; ``run(stop)``
+feeds steps until the run's end or an agreed SIGTERM:
+
+    for each step (or sink of steps):
+        outputs = train step            # StepOutputs: losses, overflow, loss scale
+        record it                       # training log, data order, profiler (StepRecorder)
+        checkpoint when due
+        stop when any rank got SIGTERM  # checkpoint first
+"""
+import logging
+import os
+import time
+
+import mindspore as ms
+from mindspore import nn
+
+from .centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep, StepOutputs
+from .dataset import dataset_size
+from .train_data import create_train_dataset
+from .train_targets import train_columns
+from .distributed import BufferAverager, RankAgreement
+from .lr_schedule import adam_eps, build_lr
+from .model_utils.config import ConfigError
+from .training_log import DataOrderRecord, StepProfiler, TrainingLog, plot_curves
+from .utils import (CheckpointError, build_optimizer, checkpoint_name, checkpoint_position, list_checkpoints,
+                    load_network_weights, load_train_state, prune_checkpoints, remove_stale_temporaries,
+                    save_checkpoint_atomic)
+
+logger = logging.getLogger("train")
+
+_IMPORTED = time.time()
+_RESUME_CANDIDATES = 16  # newest checkpoints per rank compared when the ranks agree on a resume step
+LOSS_SCALE_FACTOR = 2  # dynamic loss scale: divided by this on overflow, multiplied after a clean window
+
+
+def output_paths(cfg, rank, group_size):
+    """(checkpoint folder, training CSV, loss-curve PNG, data-order CSV) of this rank.
+
+    ``{rank}`` in save_checkpoint_path is replaced by the rank (the msrun scripts put each
+    rank's outputs in its own LOG<rank> folder that way).
+    """
+    base = (cfg.save_checkpoint_path or ".").replace("{rank}", str(rank))
+    ckpt_dir = os.path.join(base, "ckpt_%d" % rank)
+    result_dir = (cfg.save_result_dir or ckpt_dir).replace("{rank}", str(rank))
+    suffix = "" if group_size == 1 else "_rank%d" % rank
+    return (ckpt_dir, os.path.join(result_dir, "training_log%s.csv" % suffix),
+            os.path.join(result_dir, "loss_curve%s.png" % suffix),
+            os.path.join(result_dir, "data_order%s.csv" % suffix))
+
+
+def profiler_dir(cfg, rank):
+    if cfg.profiler_path:
+        return cfg.profiler_path.replace("{rank}", str(rank))
+    return os.path.join((cfg.save_checkpoint_path or ".").replace("{rank}", str(rank)), "profiler")
+
+
+def loss_scale_update_cell(cfg):
+    """The dynamic loss-scale cell (None without loss scaling) and the initial scale."""
+    if not cfg.enable_lossscale:
+        return None, 1.0
+    window = cfg.train_config.loss_scale_window
+    if window < 1:
+        raise ConfigError("--train_config.loss_scale_window=%d must be at least 1 (steps without overflow "
+                          "before the loss scale grows)" % window)
+    scale = float(cfg.train_config.loss_scale_value)
+    return nn.DynamicLossScaleUpdateCell(scale, LOSS_SCALE_FACTOR, window), scale
+
+
+class StepRecorder:
+    """Everything a run writes per step besides checkpoints: training log, data order, profiler.
+
+    The first step of a run compiles the graph: it is logged with the time since the process
+    started and without a throughput figure.
+    """
+
+    def __init__(self, trainer, process_start):
+        cfg = trainer.cfg
+        self.start_step, self.process_start = trainer.start_step, process_start
+        self.log = TrainingLog(trainer.csv_path, trainer.batch_size, trainer.group_size, trainer.steps_per_epoch,
+                               trainer.total_steps, cfg.log_steps)
+        self.order = (DataOrderRecord(trainer.order_path, cfg, trainer.batch_size, trainer.rank, trainer.group_size)
+                      if cfg.record_data_order else None)
+        self.profiler = (StepProfiler(profiler_dir(cfg, trainer.rank), cfg.profiler_steps, trainer.rank,
+                                      cfg.device_target) if cfg.need_profiler else None)
+        self.started = time.perf_counter()
+        self.log.start(self.start_step)
+
+    @property
+    def overflows(self):
+        return self.log.overflows
+
+    def record(self, previous, step, outputs, lr):
+        """Steps previous+1 .. step are done with ``outputs`` (of the last one) at learning rate ``lr``."""
+        first = previous == self.start_step
+        if self.profiler:
+            self.profiler.step()
+        if self.order:
+            self.order.record(previous, step - previous)
+        self.log.record(step, outputs, lr, timed=not first)
+        if first:
+            logger.info("first step (%d) done %.1f s after the process started (%.1f s in the step, graph "
+                        "compilation included)", step, time.time() - self.process_start,
+                        time.perf_counter() - self.started)
+            self.log.start(step)
+
+    def close(self):
+        if self.profiler:
+            self.profiler.stop()
+        if self.order:
+            self.order.close()
+        self.log.close()
+
+
+class Trainer:
+    """Builds the network, optimizer and data for one rank and runs the steps."""
+
+    def __init__(self, cfg, rank, group_size, process_start=None):
+        self.cfg, self.rank, self.group_size = cfg, rank, group_size
+        self.process_start = _IMPORTED if process_start is None else process_start
+        self.agree = RankAgreement(group_size)
+        self.batch_size = cfg.train_config.batch_size
+        self.steps_per_epoch, self.total_steps = self._run_length()
+
+        ms.set_seed(cfg.seed)  # identical initial weights on every rank
+        self.network = CenterNetDet(cfg.net_config, cfg.dataset_config.num_classes)
+        if cfg.load_checkpoint_path and not cfg.resume:
+            load_network_weights(self.network, cfg.load_checkpoint_path, cfg.filter_weight)
+        self.lr = build_lr(cfg.train_config, self.total_steps, self.steps_per_epoch)
+        self.optimizer = build_optimizer(self.network, cfg.train_config, self.lr, adam_eps(cfg.train_config))
+        loss_net = CenterNetLossCell(self.network, cfg.net_config, train_columns(cfg.net_config))
+        update, scale = loss_scale_update_cell(cfg)
+        self.train_step = CenterNetTrainStep(loss_net, self.optimizer, update, scale)
+        self.train_step.set_train()
+        self.buffers = BufferAverager(self.network, group_size)
+
+        self.ckpt_dir, self.csv_path, self.png_path, self.order_path = output_paths(cfg, rank, group_size)
+        if os.path.isdir(self.ckpt_dir):
+            remove_stale_temporaries(self.ckpt_dir)
+        self.start_step = self._resume() if cfg.resume else 0
+        self.opt_step = self._optimizer_step()
+        self.sink = 0
+
+    def _run_length(self):
+        """(steps per epoch, total steps) from the dataset size, the group and the configuration."""
+        cfg = self.cfg
+        if not cfg.mindrecord_dir:
+            raise ConfigError("--mindrecord_dir is required: the folder written by src/dataset.py "
+                              "(scripts/convert_dataset_to_mindrecord.sh)")
+        num_images = dataset_size(cfg.mindrecord_dir, cfg.mindrecord_prefix)
+        steps_per_epoch = (num_images // self.group_size) // self.batch_size
+        if steps_per_epoch == 0:
+            raise ConfigError("the MindRecord dataset in %s has %d images: too few for one global batch of %d "
+                              "device(s) x batch_size %d (train_config.batch_size is per device)"
+                              % (cfg.mindrecord_dir, num_images, self.group_size, self.batch_size))
+        unused = num_images - steps_per_epoch * self.batch_size * self.group_size
+        if unused:
+            logger.info("%d of %d images are left out of each epoch (global batch %d x %d devices)", unused,
+                        num_images, self.batch_size, self.group_size)
+        total = cfg.train_steps if cfg.train_steps > 0 else cfg.epoch_size * steps_per_epoch
+        return steps_per_epoch, total
+
+    def _optimizer_step(self):
+        return int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
+
+    def _resume(self):
+        """Load the training state to resume from; returns its data step."""
+        path = self._resume_path()
+        started = time.perf_counter()
+        saved = load_train_state(self.train_step, path, self.run_meta())
+        logger.info("resumed from %s at step %d of %d (state loaded in %.1f s)", path, saved["data_step"],
+                    self.total_steps, time.perf_counter() - started)
+        return saved["data_step"]
+
+    def _resume_path(self):
+        """The checkpoint to resume from; in distributed runs the newest step that every rank holds."""
+        if self.cfg.load_checkpoint_path:
+            return self.cfg.load_checkpoint_path
+        found = {}
+        for path in list_checkpoints(self.ckpt_dir):
+            epoch, in_epoch = checkpoint_position(path)
+            found[(epoch - 1) * self.steps_per_epoch + in_epoch] = path
+        if self.group_size > 1:
+            newest = sorted(found, reverse=True)[:_RESUME_CANDIDATES]
+            table = self.agree.gather(newest + [-1] * (_RESUME_CANDIDATES - len(newest)))
+            common = set.intersection(*({int(s) for s in row if s >= 0} for row in table))
+            if not common:
+                raise CheckpointError("--resume=true: the ranks hold no checkpoint of a common step (newest per "
+                                      "rank: %s); give --load_checkpoint_path"
+                                      % ", ".join(str(max(row)) for row in table))
+            step = max(common)
+            if step != max(found):
+                logger.warning("resuming at step %d, the newest step every rank holds (this rank has %d)",
+                               step, max(found))
+            return found[step]
+        if not found:
+            raise CheckpointError("--resume=true: no checkpoint in %s and no --load_checkpoint_path given"
+                                  % self.ckpt_dir)
+        return found[max(found)]
+
+    def run_meta(self, data_step=None):
+        meta = {"total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
+                "batch_size": self.batch_size, "group_size": self.group_size, "seed": self.cfg.seed}
+        if data_step is not None:
+            meta.update(data_step=data_step, epoch=(data_step - 1) // self.steps_per_epoch + 1)
+        return meta
+
+    def save(self, step):
+        if not self.cfg.enable_save_ckpt:
+            return None
+        epoch = (step - 1) // self.steps_per_epoch + 1
+        in_epoch = (step - 1) % self.steps_per_epoch + 1
+        self.buffers.average()  # every rank saves the same BatchNorm statistics
+        path = save_checkpoint_atomic(self.train_step, os.path.join(self.ckpt_dir, checkpoint_name(epoch, in_epoch)),
+                                      append_dict=self.run_meta(step))
+        prune_checkpoints(self.ckpt_dir, self.cfg.save_checkpoint_num)
+        logger.info("checkpoint saved: %s", path)
+        return path
+
+    def end_step(self):
+        """The global step this run stops after (total_steps, or stop_at_step when earlier)."""
+        if self.cfg.stop_at_step > 0:
+            return min(self.total_steps, self.cfg.stop_at_step)
+        return self.total_steps
+
+    def run(self, stop):
+        """Train from start_step to end_step(); returns the last global step done.
+
+        ``stop`` is a StopRequest: after a step in which any rank received SIGTERM, every rank
+        saves a checkpoint of that step and returns.
+        """
+        end_step = self.end_step()
+        remaining = end_step - self.start_step
+        if remaining <= 0:
+            logger.info("nothing to do: the checkpoint is already at step %d (run ends at step %d)",
+                        self.start_step, end_step)
+            return self.start_step
+        if stop.requested and self.group_size == 1:  # distributed: the ranks agree after the first step
+            logger.warning("stop requested (SIGTERM) before the first step: exiting without training")
+            return self.start_step
+        steps = self._feed(remaining)
+        recorder = StepRecorder(self, self.process_start)
+        logger.info("training steps %d..%d of %d (%d per epoch, batch %d x %d device(s))", self.start_step + 1,
+                    end_step, self.total_steps, self.steps_per_epoch, self.batch_size, self.group_size)
+        step, saved_step = self.start_step, None
+        try:
+            for done, outputs in steps:
+                previous, step = step, step + done
+                recorder.record(previous, step, outputs, self._advance_lr(outputs))
+                if step % self.cfg.save_checkpoint_steps == 0 or step == end_step:
+                    self.save(step)
+                    saved_step = step
+                if self._stop_agreed(stop, step):
+                    if saved_step != step:
+                        self.save(step)
+                    break
+        finally:
+            recorder.close()
+        self._report(step, recorder)
+        return step
+
+    def _feed(self, remaining):
+        """The dataset for ``remaining`` steps and an iterator of (steps done, StepOutputs) over it.
+
+        With data sinking each item is a sink of ``self.sink`` steps run on the device; without,
+        one step fed from the host.
+        """
+        cfg = self.cfg
+        dataset = create_train_dataset(cfg, remaining, self.start_step, self.rank, self.group_size)
+        self.sink = self._sink_size(remaining)
+        if self.sink:
+            run_sink = ms.data_sink(self.train_step, dataset, sink_size=self.sink)
+            return ((self.sink, StepOutputs.of(run_sink())) for _ in range(remaining // self.sink))
+        batches = dataset.create_tuple_iterator(num_epochs=1, do_copy=False)
+        return ((1, StepOutputs.of(self.train_step(*batch))) for batch in batches)
+
+    def _advance_lr(self, outputs):
+        """The learning rate the step(s) just done used; advances the optimizer-step counter.
+
+        A step fed from the host counts unless it overflowed (skipped); after a device sink the
+        counter is read back from the optimizer.
+        """
+        lr = float(self.lr[min(self.opt_step, len(self.lr) - 1)])
+        if self.sink:
+            self.opt_step = self._optimizer_step()
+        elif not outputs.overflow:
+            self.opt_step += 1
+        return lr
+
+    def _stop_agreed(self, stop, step):
+        """True when any rank received SIGTERM (every rank decides the same after each step)."""
+        stopping = stop.ranks(self.agree)
+        if stopping:
+            logger.warning("stop requested (SIGTERM%s): stopping after step %d", "" if self.group_size == 1
+                           else " on rank %s" % ", ".join(map(str, stopping)), step)
+        return bool(stopping)
+
+    def _report(self, step, recorder):
+        if self.rank == 0:
+            logger.info("training finished: steps %d..%d (%d) in %.1f s; %d overflowed steps skipped; "
+                        "checkpoints in %s", self.start_step + 1, step, step - self.start_step,
+                        time.perf_counter() - recorder.started, recorder.overflows, os.path.abspath(self.ckpt_dir))
+        if os.path.exists(self.csv_path):
+            plot_curves(self.csv_path, self.png_path)
+            logger.info("loss curve: %s (data: %s)", self.png_path, self.csv_path)
+
+    def _sink_size(self, remaining):
+        """Steps per device sink: 0 feeds step by step (CPU, or data sinking off)."""
+        cfg = self.cfg
+        if not cfg.enable_data_sink or cfg.device_target == "CPU":
+            if cfg.enable_data_sink:
+                logger.info("data sinking is unavailable on CPU: feeding the device step by step")
+            return 0
+        if cfg.need_profiler or cfg.record_data_order:
+            logger.info("need_profiler/record_data_order: sinking 1 step at a time")
+            return 1
+        sink = max(1, cfg.data_sink_steps)
+        if remaining % sink:
+            logger.warning("data_sink_steps %d does not divide the %d remaining steps: sinking 1 step at a time",
+                           sink, remaining)
+            sink = 1
+        return sink
