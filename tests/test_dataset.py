@@ -10,12 +10,12 @@ import mindspore.dataset as ds
 import numpy as np
 import pytest
 
+from conftest import SMALL as SMALL_NET, SMALL_RES
 from src import dataset as D
 from src import image as im
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SMALL = {"dataset_config.input_res_train": [128, 128], "dataset_config.num_classes": 5,
-         "dataset_config.max_objs": 16}
+SMALL = dict(SMALL_NET, **{"dataset_config.input_res_train": SMALL_RES, "dataset_config.max_objs": 16})
 BATCH = 4
 
 

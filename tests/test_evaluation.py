@@ -10,7 +10,6 @@ import pytest
 
 from src.evaluation import (STAT_NAMES, CocoData, DataError, coco_evaluate, format_table, resolve_data_paths,
                             write_json_atomic)
-from src.inference import Prefetcher
 
 
 def _gt_records(data, shift=0.0, drop=0):
@@ -98,19 +97,3 @@ def test_atomic_json_keeps_the_old_file_when_writing_fails(tmp_path):
     with pytest.raises(TypeError):
         write_json_atomic(str(path), [object()])
     assert json.loads(path.read_text()) == [1, 2] and os.listdir(tmp_path) == ["results.json"]
-
-
-def test_prefetcher_keeps_order_and_raises_at_the_failing_item():
-    with Prefetcher(lambda x: x * x, range(20), workers=2, depth=3) as items:
-        assert list(items) == [x * x for x in range(20)]
-
-    def fail_at_5(x):
-        if x == 5:
-            raise ValueError("item 5")
-        return x
-    seen = []
-    with pytest.raises(ValueError, match="item 5"):
-        with Prefetcher(fail_at_5, range(20), workers=2) as items:
-            for x in items:
-                seen.append(x)
-    assert seen == [0, 1, 2, 3, 4]
