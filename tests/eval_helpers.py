@@ -6,7 +6,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from conftest import SMALL, make_config
+from conftest import SMALL, SYNTHETIC_CLASSES, make_config
 from conftest import SMALL_RES as RES
 from conftest import override_args as argv  # noqa: F401  (imported from here by the entry-script tests)
 
@@ -15,7 +15,7 @@ FIXED = dict(SMALL, **{"eval_config.keep_res": False, "dataset_config.input_res_
                        "export_config.input_res": RES})
 
 
-def small_checkpoint(path, num_classes=5, seed=1, wh_bias=(8.0, 8.0), hm_bias=None, overrides=None):
+def small_checkpoint(path, num_classes=SYNTHETIC_CLASSES, seed=1, wh_bias=(8.0, 8.0), hm_bias=None, overrides=None):
     """Random-weight small network saved to ``path``.
 
     ``wh_bias`` gives every detection a box of that size (output-map pixels) so that random
