@@ -26,7 +26,7 @@ def _check(ms_path):
 def test_the_double_declares_what_the_real_api_declares():
     proc = _check(STUB)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "the app imports the 26 expected MindSpore symbols" in proc.stdout
+    assert proc.stdout.startswith("OK: ")
 
 
 @pytest.mark.parametrize("header, old, new, message", [
