@@ -1,5 +1,8 @@
 """Shared fixtures: repo root on sys.path, a small synthetic COCO set, its MindRecord, configs.
 
+The small network (``SMALL``, ``SMALL_TRAIN``) and the spelling of overrides as arguments
+(``override_args``) or a yaml file (``override_yaml``) live here only; tests import them.
+
 ``synthetic_coco`` and ``synthetic_mindrecord`` are session-scoped (one copy per xdist
 worker) and must be treated as read-only; tests that modify data copy it to tmp_path.
 """
@@ -10,12 +13,13 @@ import sys
 
 import mindspore as ms
 import pytest
+import yaml
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-SYNTHETIC_TRAIN, SYNTHETIC_VAL, SYNTHETIC_SEED = 24, 8, 0
+SYNTHETIC_TRAIN, SYNTHETIC_VAL, SYNTHETIC_SEED, SYNTHETIC_CLASSES = 24, 8, 0, 5
 # Small images keep generation, conversion and the pipeline tests fast.
 SYNTHETIC_OPTIONS = {"min_side": 96, "max_side": 192, "min_obj": 16, "max_obj": 64, "max_objects": 4}
 
@@ -25,13 +29,40 @@ SyntheticMindRecord = collections.namedtuple(
     "SyntheticMindRecord", ["root", "train_ann", "val_ann", "mindrecord_dir", "prefix", "num_images", "num_classes"])
 
 
+# The small network of the tests: ResNet with one BasicBlock per stage, for the synthetic set's 5 classes.
+SMALL = {"net_config.block_type": "BasicBlock", "net_config.block_class": [1, 1, 1, 1],
+         "dataset_config.num_classes": SYNTHETIC_CLASSES}
+# Its input size: a multiple of 32 that compiles in seconds.
+SMALL_RES = [128, 128]
+# A small training run on CPU: a step takes well under a second.
+SMALL_TRAIN = dict(SMALL, **{"device_target": "CPU", "dataset_config.input_res_train": SMALL_RES,
+                             "train_config.batch_size": 2, "num_parallel_workers": 1})
+
+
 def _override_text(value):
     """Command-line text of an override value (YAML flow syntax for lists)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        return json.dumps(list(value))
+        return json.dumps(list(value), separators=(",", ":"))
     return str(value)
+
+
+def override_args(overrides):
+    """--key=value command-line arguments of an overrides dict ({"net_config.head_conv": 32})."""
+    return ["--%s=%s" % (key, _override_text(value)) for key, value in overrides.items()]
+
+
+def override_yaml(overrides):
+    """A configuration file's text (one document of nested sections) holding an overrides dict."""
+    nested = {}
+    for key, value in overrides.items():
+        *sections, name = key.split(".")
+        node = nested
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = list(value) if isinstance(value, tuple) else value
+    return yaml.safe_dump(nested, default_flow_style=None, sort_keys=False)
 
 
 def make_config(overrides=None, **kwargs):
@@ -43,13 +74,24 @@ def make_config(overrides=None, **kwargs):
     from src.model_utils.config import get_config
     items = dict(overrides or {})
     items.update({k.replace("__", "."): v for k, v in kwargs.items()})
-    return get_config(["--%s=%s" % (k, _override_text(v)) for k, v in items.items()])
+    return get_config(override_args(items))
+
+
+def small_config(overrides=None, **kwargs):
+    """make_config on the small network (SMALL) plus ``overrides``."""
+    return make_config(dict(SMALL, **(overrides or {})), **kwargs)
 
 
 @pytest.fixture(name="make_config")
 def make_config_fixture():
     """The make_config function: make_config({"train_config.batch_size": 2}, seed=1)."""
     return make_config
+
+
+@pytest.fixture(name="small_config")
+def small_config_fixture():
+    """The small_config function: small_config({"net_config.head_conv": 32})."""
+    return small_config
 
 
 @pytest.fixture(scope="session")

@@ -6,32 +6,16 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from conftest import make_config
+from conftest import SMALL, SYNTHETIC_CLASSES, make_config
+from conftest import SMALL_RES as RES
+from conftest import override_args as argv  # noqa: F401  (imported from here by the entry-script tests)
 
-# A small network (ResNet with one BasicBlock per stage) for the 5 synthetic classes.
-SMALL = {"net_config.block_type": "BasicBlock", "net_config.block_class": [1, 1, 1, 1],
-         "dataset_config.num_classes": 5}
-RES = [128, 128]
 # Fixed-resolution evaluation at RES: the setting the 310 chain reproduces.
 FIXED = dict(SMALL, **{"eval_config.keep_res": False, "dataset_config.input_res_test": RES,
                        "export_config.input_res": RES})
 
 
-def argv(overrides):
-    """--key=value arguments of an overrides dict."""
-    out = []
-    for key, value in overrides.items():
-        if isinstance(value, bool):
-            text = "true" if value else "false"
-        elif isinstance(value, (list, tuple)):
-            text = json.dumps(list(value))
-        else:
-            text = str(value)
-        out.append("--%s=%s" % (key, text))
-    return out
-
-
-def small_checkpoint(path, num_classes=5, seed=1, wh_bias=(8.0, 8.0), hm_bias=None, overrides=None):
+def small_checkpoint(path, num_classes=SYNTHETIC_CLASSES, seed=1, wh_bias=(8.0, 8.0), hm_bias=None, overrides=None):
     """Random-weight small network saved to ``path``.
 
     ``wh_bias`` gives every detection a box of that size (output-map pixels) so that random

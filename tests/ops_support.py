@@ -7,14 +7,14 @@ import subprocess
 import sys
 import time
 
+from conftest import SMALL_TRAIN, override_args
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable
 VENV_BIN = os.path.dirname(PYTHON)
 
-# ResNet with one BasicBlock per stage at 128x128: compiles in seconds, a step takes well under one.
-TINY = ["--device_target=CPU", "--net_config.block_type=BasicBlock", "--net_config.block_class=[1,1,1,1]",
-        "--dataset_config.input_res_train=[128,128]", "--dataset_config.num_classes=5",
-        "--train_config.batch_size=2", "--num_parallel_workers=1"]
+# The small network's training run (conftest.SMALL_TRAIN) as command-line arguments.
+TINY = override_args(SMALL_TRAIN)
 # No augmentation and a higher, constant learning rate: the loss visibly falls within a dozen steps.
 LEARN_FAST = ["--dataset_config.rand_crop=false", "--dataset_config.shift=0", "--dataset_config.scale=0",
               "--dataset_config.flip_prop=0", "--dataset_config.color_aug=false",

@@ -8,9 +8,10 @@ from mindspore import Tensor, nn
 from src.centernet_det import (CenterNetDet, CenterNetLossCell, CenterNetTrainStep, bilinear_kernel,
                                bilinear_up_weight)
 from src.deform_conv import ModulatedDeformConv2d
+from conftest import SMALL as SMALL_NET, override_args
 from src.model_utils.config import get_config
 
-SMALL = ["--net_config.block_type=BasicBlock", "--net_config.block_class=[1,1,1,1]"]
+SMALL = override_args(SMALL_NET)
 
 
 def _count(net):

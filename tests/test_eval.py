@@ -12,7 +12,7 @@ from eval_helpers import (FIXED, SMALL, argv, file_names, perfect_predictor, pse
                           small_checkpoint)
 from src.coco import CocoData
 from src.evaluation import STAT_NAMES, coco_evaluate
-from src.inference import EvalSettings, detect_images, shape_order
+from src.inference import EvalSettings, detect_images
 from src.model_utils.config import get_config
 
 
@@ -57,16 +57,6 @@ def test_a_wrong_coordinate_chain_is_caught(synthetic_coco, make_config, pynativ
                                progress=False)
     stats, _ = coco_evaluate(data, records, [e["id"] for e in data.images])
     assert stats["AP"] < 0.6
-
-
-def test_keep_res_visits_images_grouped_by_input_shape(make_config):
-    settings = EvalSettings(make_config({"eval_config.keep_res": True}))
-    entries = [{"id": 1, "width": 640, "height": 480}, {"id": 2, "width": 100, "height": 90},
-               {"id": 3, "width": 650, "height": 500}, {"id": 4}, {"id": 5, "width": 640, "height": 481}]
-    order = shape_order(entries, settings)
-    # 640x480, 650x500 and 640x481 all pad to a 672x512 input (the official (x | 31) + 1);
-    # unknown sizes go last.
-    assert order == [0, 2, 4, 1, 3]
 
 
 # ----------------------------------------------------------------------------- eval.py end to end

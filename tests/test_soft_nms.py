@@ -1,4 +1,4 @@
-"""Soft-NMS: compiled equals numpy on random boxes; behaviour on hand-made cases."""
+"""Soft-NMS: both versions on a hand-computed case, compiled equals numpy on random boxes, edge cases."""
 import numpy as np
 import pytest
 
@@ -17,8 +17,27 @@ def _random_boxes(rng, n, ties=False):
     return np.concatenate([xy, xy + wh, scores], 1).astype(np.float32)
 
 
-def test_compiled_version_is_built():
-    assert nms.is_compiled(), "run 'python setup.py build_ext --inplace' (scripts/setup_env.sh does it)"
+def _compiled(boxes, sigma=0.5, nt=0.5, threshold=0.001, method=2):
+    """The compiled soft-NMS itself (not soft_nms, which falls back to numpy when it is not built)."""
+    try:
+        from src._soft_nms import soft_nms_cython
+    except ImportError:
+        pytest.fail("compiled soft-NMS not built: run 'python setup.py build_ext --inplace' (setup_env.sh does)")
+    return soft_nms_cython(np.ascontiguousarray(boxes, dtype=np.float64), sigma, nt, threshold, method)
+
+
+@pytest.mark.parametrize("implementation", [_compiled, nms.soft_nms_numpy], ids=["compiled", "numpy"])
+def test_gaussian_soft_nms_reorders_and_drops_by_hand(implementation):
+    a, b = [0, 0, 9, 9], [0, 0, 9, 4]            # 10x10 and its top half (+1 pixel areas): IoU 0.5
+    c, d = [20, 0, 29, 9], [20, 0, 29, 4]        # the same pair, apart from the first
+    boxes = np.array([b + [0.85], d + [0.55], a + [0.9], c + [0.6],
+                      a + [0.0015]], np.float32)  # a copy of a: IoU 1, decayed to 0.0015 e^-2 < 0.001
+    out = implementation(boxes)
+    decay = np.exp(-0.5 ** 2 / 0.5)
+    # a first; b decays to 0.85 e^-0.5 = 0.516 and falls behind c (0.6), which then decays d to 0.334.
+    np.testing.assert_array_equal(out[:, :4], np.array([a, c, b, d], np.float32))
+    np.testing.assert_allclose(out[:, 4], [0.9, 0.6, 0.85 * decay, 0.55 * decay], rtol=1e-6)
+    assert out.dtype == np.float32
 
 
 @pytest.mark.parametrize("method", [0, 1, 2])

@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 
 import train
+from conftest import SMALL_TRAIN, override_args
 from src.centernet_det import CenterNetDet
 from src.model_utils.config import get_config
 from src.utils import list_checkpoints, load_network_weights
 
-SMALL = ["--device_target=CPU", "--net_config.block_type=BasicBlock", "--net_config.block_class=[1,1,1,1]",
-         "--dataset_config.input_res_train=[128,128]", "--dataset_config.num_classes=5",
-         "--train_config.batch_size=4", "--num_parallel_workers=2", "--seed=5"]
+SMALL = override_args(dict(SMALL_TRAIN, **{"train_config.batch_size": 4, "num_parallel_workers": 2, "seed": 5}))
 
 
 def _losses(csv_path):

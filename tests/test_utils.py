@@ -8,12 +8,13 @@ import pytest
 from mindspore import Tensor, nn
 
 from src.centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep
+from conftest import SMALL as SMALL_NET, override_args
 from src.model_utils.config import get_config
 from src.utils import (CheckpointError, build_optimizer, checkpoint_name, list_checkpoints, load_network_weights,
                        load_train_state, prune_checkpoints, remove_stale_temporaries, save_checkpoint_atomic,
                        split_decay_params)
 
-SMALL = ["--net_config.block_type=BasicBlock", "--net_config.block_class=[1,1,1,1]"]
+SMALL = override_args(SMALL_NET)
 
 
 def _net(classes=3, *extra):

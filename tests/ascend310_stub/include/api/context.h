@@ -6,31 +6,80 @@
 #include <string>
 #include <vector>
 
+#include "include/api/dual_abi_helper.h"
+#include "include/api/status.h"
+#include "include/api/types.h"
+
 namespace mindspore {
-class DeviceInfoContext {
- public:
-  virtual ~DeviceInfoContext() = default;
+enum DeviceType {
+  kCPU = 0,
+  kGPU,
+  kKirinNPU,
+  kAscend,
+  kAscend910,
+  kAscend310,
+  kCustomDevice,
+  kAllDevice,
+  kInvalidDeviceType = 100,
 };
 
-class Ascend310DeviceInfo : public DeviceInfoContext {
- public:
-  void SetDeviceID(uint32_t device_id) { device_id_ = device_id; }
-  uint32_t GetDeviceID() const { return device_id_; }
-  void SetPrecisionMode(const std::string &mode) { precision_mode_ = mode; }
-  void SetOpSelectImplMode(const std::string &mode) { op_select_impl_mode_ = mode; }
-
- private:
-  uint32_t device_id_ = 0;
-  std::string precision_mode_;
-  std::string op_select_impl_mode_;
-};
+class DeviceInfoContext;
 
 class Context {
  public:
-  std::vector<std::shared_ptr<DeviceInfoContext>> &MutableDeviceInfo() { return device_info_; }
+  struct Data;
+  Context();
+  ~Context() = default;
+  Context(const Context &rhs) : data_(rhs.data_) {}
+
+  std::vector<std::shared_ptr<DeviceInfoContext>> &MutableDeviceInfo();
 
  private:
-  std::vector<std::shared_ptr<DeviceInfoContext>> device_info_;
+  std::shared_ptr<Data> data_;
 };
+
+// Abstract: only a concrete device (here AscendDeviceInfo) can be put into a Context.
+class DeviceInfoContext : public std::enable_shared_from_this<DeviceInfoContext> {
+ public:
+  struct Data;
+
+  DeviceInfoContext();
+  virtual ~DeviceInfoContext() = default;
+  virtual enum DeviceType GetDeviceType() const = 0;
+
+ protected:
+  std::shared_ptr<Data> data_;
+};
+
+class AscendDeviceInfo : public DeviceInfoContext {
+ public:
+  enum DeviceType GetDeviceType() const override { return DeviceType::kAscend; }
+
+  void SetDeviceID(uint32_t device_id);
+  uint32_t GetDeviceID() const;
+  inline void SetPrecisionMode(const std::string &precision_mode);
+  inline std::string GetPrecisionMode() const;
+  inline void SetOpSelectImplMode(const std::string &op_select_impl_mode);
+  inline std::string GetOpSelectImplMode() const;
+
+ private:
+  void SetPrecisionMode(const std::vector<char> &precision_mode);
+  std::vector<char> GetPrecisionModeChar() const;
+  void SetOpSelectImplMode(const std::vector<char> &op_select_impl_mode);
+  std::vector<char> GetOpSelectImplModeChar() const;
+};
+
+// One device class serves the 310 and the 910.
+using Ascend310DeviceInfo = AscendDeviceInfo;
+using Ascend910DeviceInfo = AscendDeviceInfo;
+
+void AscendDeviceInfo::SetPrecisionMode(const std::string &precision_mode) {
+  SetPrecisionMode(StringToChar(precision_mode));
+}
+std::string AscendDeviceInfo::GetPrecisionMode() const { return CharToString(GetPrecisionModeChar()); }
+void AscendDeviceInfo::SetOpSelectImplMode(const std::string &op_select_impl_mode) {
+  SetOpSelectImplMode(StringToChar(op_select_impl_mode));
+}
+std::string AscendDeviceInfo::GetOpSelectImplMode() const { return CharToString(GetOpSelectImplModeChar()); }
 }  // namespace mindspore
 #endif  // STUB_MINDSPORE_INCLUDE_API_CONTEXT_H_

@@ -2,6 +2,7 @@
 #ifndef STUB_MINDSPORE_INCLUDE_API_DATA_TYPE_H_
 #define STUB_MINDSPORE_INCLUDE_API_DATA_TYPE_H_
 namespace mindspore {
+// The element types the app and the stub runtime use, with the real values.
 enum class DataType : int {
   kTypeUnknown = 0,
   kNumberTypeUInt8 = 37,

@@ -6,19 +6,29 @@
 
 #include "include/api/cell.h"
 #include "include/api/context.h"
+#include "include/api/graph.h"
 #include "include/api/status.h"
 #include "include/api/types.h"
 
 namespace mindspore {
+class ModelImpl;
+class TrainCfg;
+
+// Copyable like the real one: copies share the built model (impl_).
 class Model {
  public:
-  Status Build(GraphCell graph, const std::shared_ptr<Context> &model_context = nullptr);
-  Status Predict(const std::vector<MSTensor> &inputs, std::vector<MSTensor> *outputs);
+  Model();
+  ~Model();
+
+  Status Build(GraphCell graph, const std::shared_ptr<Context> &model_context = nullptr,
+               const std::shared_ptr<TrainCfg> &train_cfg = nullptr);
+  Status Predict(const std::vector<MSTensor> &inputs, std::vector<MSTensor> *outputs,
+                 const MSKernelCallBack &before = nullptr, const MSKernelCallBack &after = nullptr);
   std::vector<MSTensor> GetInputs();
 
  private:
-  bool built_ = false;
-  std::vector<int64_t> input_shape_;
+  friend class Serialization;
+  std::shared_ptr<ModelImpl> impl_;
 };
 }  // namespace mindspore
 #endif  // STUB_MINDSPORE_INCLUDE_API_MODEL_H_
