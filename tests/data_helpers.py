@@ -3,10 +3,11 @@ import json
 
 import mindspore.dataset as ds
 
+from conftest import SMALL_RES, SYNTHETIC_CLASSES
 from src.dataset import mindrecord_files
 
-# Small inputs and few classes keep the transform and pipeline tests fast (the synthetic set has 5 classes).
-SMALL = {"dataset_config.input_res_train": [128, 128], "dataset_config.num_classes": 5,
+# Small inputs and few classes keep the transform and pipeline tests fast.
+SMALL = {"dataset_config.input_res_train": SMALL_RES, "dataset_config.num_classes": SYNTHETIC_CLASSES,
          "dataset_config.max_objs": 16}
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
+from conftest import SMALL
 from ops_support import TINY
 from src.centernet_det import CenterNetDet, CenterNetLossCell, StepOutputs
 from src.train_targets import train_columns
@@ -14,7 +15,6 @@ from src.distributed import RankAgreement, StopRequest
 from src.model_utils.config import get_config
 from src.trainer import Trainer
 
-NET = {"net_config.block_type": "BasicBlock", "net_config.block_class": [1, 1, 1, 1]}
 
 
 def _inputs(columns, batch=2, classes=3, size=16, k=8):
@@ -35,7 +35,7 @@ def _inputs(columns, batch=2, classes=3, size=16, k=8):
 
 @pytest.mark.parametrize("layout", [{}, {"net_config.cat_spec_wh": True, "net_config.reg_offset": False}])
 def test_loss_inputs_are_picked_by_column_name(make_config, layout):
-    cfg = make_config(dict(NET, **layout))
+    cfg = make_config(dict(SMALL, **layout))
     net = CenterNetDet(cfg.net_config, 3)
     columns = train_columns(cfg.net_config)
     reordered = columns[::-1]
@@ -46,7 +46,7 @@ def test_loss_inputs_are_picked_by_column_name(make_config, layout):
 
 
 def test_loss_cell_names_a_missing_column(make_config):
-    cfg = make_config(NET)
+    cfg = make_config(SMALL)
     with pytest.raises(ValueError, match="lack \\['reg'\\]"):
         CenterNetLossCell(CenterNetDet(cfg.net_config, 3), cfg.net_config, ["image", "hm", "reg_mask", "ind", "wh"])
 
