@@ -240,7 +240,7 @@ def build_model(eval_net, input_res, dynamic_shape=False, permute_offsets=True, 
         builder.nodes, "centernet", [onnx.helper.make_tensor_value_info(INPUT_NAME, builder.FLOAT,
                                                                         [1, 3, height, width])],
         [onnx.helper.make_tensor_value_info(OUTPUT_NAME, builder.FLOAT, [1, rows, 6])]
-        + [onnx.helper.make_tensor_value_info(n, builder.FLOAT, None) for n, v in heads.items() if v is not None],
+        + [onnx.helper.make_tensor_value_info(n, builder.FLOAT, [None] * 4) for n, v in heads.items() if v is not None],
         initializer=builder.initializers)
     model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", OPSET)],
                                    producer_name="centernet-mindspore")
