@@ -223,16 +223,48 @@ def test_chain_preprocess_onnx_runner_postprocess_equals_eval(synthetic_coco, tm
     _assert_records_match(got, want)
 
 
-def _assert_records_match(got, want):
-    """The same COCO records up to float32 rounding; at most 1% unmatched on either side.
+def _assert_records_match(got, want, fraction=0.99):
+    """The same COCO records up to float32 rounding; at most 1 - ``fraction`` unmatched on either side.
 
-    Padded borders give flat heatmap regions whose pixels the two runtimes compute equal or
-    an ulp apart, so a low-scoring plateau peak may exist in one and not the other.
+    The random networks' heatmaps are smooth: neighbouring pixels can be 1-2 float32 ulps
+    apart, so which of the two is the 3x3 peak depends on rounding and a few peaks exist in
+    one runtime only (checked: every such case was a neighbour pair within 3e-8).
     """
     def key(r):
         return r["image_id"], r["category_id"], tuple(round(v) for v in r["bbox"])
     index = {key(w): w for w in want}
     matched = [(g, index[key(g)]) for g in got if key(g) in index]
-    assert len(want) > 100 and len(matched) >= 0.99 * max(len(got), len(want))
+    assert len(want) > 100 and len(matched) >= fraction * max(len(got), len(want))
     for g, w in matched:
         np.testing.assert_allclose(g["bbox"] + [g["score"]], w["bbox"] + [w["score"]], rtol=1e-4, atol=0.02)
+
+
+def test_detect_images_runs_the_onnx_model(synthetic_coco, tmp_path, capsys):
+    from tools import detect_images
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in sorted(os.listdir(synthetic_coco.val_images))[:3]:
+        os.symlink(os.path.join(synthetic_coco.val_images, name), folder / name)
+    ckpt = _checkpoint(tmp_path / "small.ckpt")
+    export = dict(FIXED, device_target="CPU", export_load_ckpt=ckpt, export_format="ONNX")
+    assert export_script.main(argv(dict(export, export_name=str(tmp_path / "fixed")))) == 0
+    assert export_script.main(argv(dict(export, export_name=str(tmp_path / "dynamic"), export_dynamic_shape=True))) == 0
+
+    def detect(name, **options):
+        settings = dict(FIXED, device_target="CPU", image_dir=str(folder), save_result_dir=str(tmp_path / name),
+                        eval_ann_file=synthetic_coco.val_ann, **options)
+        code = detect_images.main(argv(settings))
+        return code, (json.loads((tmp_path / name / "results.json").read_text()) if code == 0 else None)
+
+    keep = {"eval_config.keep_res": True}
+    for suffix, options, fraction in (("", {}, 0.99), ("_keep", keep, 0.95)):
+        code, want = detect("ms" + suffix, load_checkpoint_path=ckpt, **options)
+        model = tmp_path / ("dynamic.onnx" if suffix else "fixed.onnx")
+        code_onnx, got = detect("onnx" + suffix, onnx_model=str(model), **options)
+        assert code == code_onnx == 0
+        _assert_records_match(got, want, fraction)
+    capsys.readouterr()
+    code, _ = detect("refused", onnx_model=str(tmp_path / "fixed.onnx"), **keep)
+    assert code == 2 and "--export_dynamic_shape=true" in capsys.readouterr().err
+    code, _ = detect("flip", onnx_model=str(tmp_path / "fixed.onnx"), flip_test=True)
+    assert code == 2 and "exported with flip_test=False" in capsys.readouterr().err

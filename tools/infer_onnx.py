@@ -75,6 +75,26 @@ class OnnxRunner:
         return self.session.run(None, {self.input_name: np.ascontiguousarray(inp, np.float32)})
 
 
+def onnx_predictor(path, num_classes, flip_test, threads=0):
+    """predict(input (1, 3, H, W)) -> (K, 6) detections of an exported model, for src.inference.detect_images.
+
+    The model's recorded class count and flip_test (export.py's metadata) must match the
+    configuration, since post-processing relies on both.
+    """
+    runner = OnnxRunner(path, threads)
+    recorded = {"num_classes": str(num_classes), "flip_test": str(bool(flip_test))}
+    for key, value in recorded.items():
+        if key in runner.metadata and runner.metadata[key] != value:
+            raise ValueError("%s was exported with %s=%s but the configuration has %s: export it again or set "
+                             "--%s" % (path, key, runner.metadata[key], value,
+                                       "dataset_config.num_classes" if key == "num_classes" else key))
+
+    def predict(inp):
+        runner.check_shape(inp.shape, "the pre-processed input")
+        return runner(inp)[0][0]
+    return predict
+
+
 def run(args):
     from src.file_io import write_array_atomic
     if not os.path.isdir(args.input_path):
