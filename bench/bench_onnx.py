@@ -1,6 +1,7 @@
 """Benchmark of the ONNX path: ONNX Runtime CPU vs MindSpore graph mode (vs PyTorch eager), one forward pass.
 
-    python bench/bench_onnx.py [--runs 7] [--res 512 512] [--classes 80] [--small] [--no_torch] [--json out.json]
+    python bench/bench_onnx.py [--runs 7] [--res 512 512] [--classes 80] [--small] [--no_torch] \
+        [--json out.json]
 
 The default network is ResNet-101-DCN (default_config.yaml) with random weights (BatchNorm
 statistics calibrated, offset convs included), 80 classes, batch 1 at --res; every runtime computes the heads and the in-graph
@@ -15,7 +16,6 @@ the largest difference of the ONNX detections from MindSpore's on one image.
 --small runs the test-size network (BasicBlock [1, 1, 1, 1]) for a quick check.
 """
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -134,7 +134,10 @@ def run(args):
             start = time.perf_counter()
             fn(x)
             times[name].append(time.perf_counter() - start)
+    base = times["MindSpore graph mode"]
+    ratios = {name: round(statistics.median(a / b for a, b in zip(t, base)), 2) for name, t in times.items()}
     result = {
+        "per_round_ratio_to_mindspore_median": ratios,
         "network": "%s %s, %d classes" % (cfg.net_config.block_type, list(cfg.net_config.block_class), args.classes),
         "input": [1, 3] + list(args.res), "runs": args.runs, "load_average_before": list(load_before),
         "load_average_after": list(os.getloadavg()), "onnx_file_mb": round(size_mb, 1),
@@ -162,7 +165,8 @@ def main(argv=None):
              ", ".join("%.2f" % v for v in result["load_average_before"]),
              ", ".join("%.2f" % v for v in result["load_average_after"])))
     for name, t in result["forward_s"].items():
-        print("  %-36s median %.3f s  (min %.3f, max %.3f)" % (name, t["median"], t["min"], t["max"]))
+        print("  %-36s median %.3f s  (min %.3f, max %.3f); per-round time / MindSpore's: median %.2f"
+              % (name, t["median"], t["min"], t["max"], result["per_round_ratio_to_mindspore_median"][name]))
     agree = result["onnx_vs_mindspore"]
     print("  ONNX file %.1f MB, export %.1f s; ONNX vs MindSpore: %d of %d detections (score > 0) found with the "
           "same class, box within %.3f, score within %.2g"

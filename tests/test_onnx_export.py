@@ -13,6 +13,7 @@ orders of magnitude more.
 """
 import json
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -24,13 +25,12 @@ import onnxruntime as ort
 
 import eval as eval_script
 import export as export_script
-import postprocess as postprocess_script
-import preprocess as preprocess_script
 from conftest import make_config
 from eval_helpers import FIXED, SMALL, argv, pseudo_ground_truth, small_checkpoint
 from src.evaluation import STAT_NAMES
 from src.inference import build_eval_network
 from src.onnx_export import build_model, export_onnx, offset_channel_order
+from test_infer_chain import ROOT, SMALL_YAML
 from tools import infer_onnx
 
 HEAD_RTOL = 1e-4
@@ -192,7 +192,7 @@ def test_runner_refuses_wrong_sizes_and_dynamic_models(net, tmp_path, capsys):
     assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
 
 
-def test_chain_preprocess_onnx_runner_postprocess_equals_eval(synthetic_coco, tmp_path):
+def test_chain_through_run_infer_310_with_the_onnx_runner_equals_eval(synthetic_coco, tmp_path):
     ckpt = _checkpoint(tmp_path / "small.ckpt")
     first = tmp_path / "first"
     assert eval_script.main(argv(dict(FIXED, device_target="CPU", data_dir=synthetic_coco.root,
@@ -210,15 +210,18 @@ def test_chain_preprocess_onnx_runner_postprocess_equals_eval(synthetic_coco, tm
 
     assert export_script.main(argv(dict(FIXED, device_target="CPU", export_load_ckpt=ckpt, export_format="ONNX",
                                         export_name=str(tmp_path / "centernet")))) == 0
-    common = dict(FIXED, val_data_dir=str(root), pre_result_path=str(tmp_path / "pre"))
-    assert preprocess_script.main(argv(common)) == 0
-    assert infer_onnx.main(["--onnx_path", str(tmp_path / "centernet.onnx"), "--input_path",
-                            str(tmp_path / "pre" / "images"), "--output_path", str(tmp_path / "res")]) == 0
-    assert postprocess_script.main(argv(dict(common, result_path=str(tmp_path / "res"),
-                                             save_result_dir=str(tmp_path / "chain")))) == 0
-    metrics = json.loads((tmp_path / "chain" / "metrics.json").read_text())
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "small.yaml").write_text(SMALL_YAML)
+    env = dict(os.environ, PYTHON=sys.executable, CONFIG_PATH="small.yaml",
+               INFER_APP="%s %s" % (sys.executable, os.path.join(ROOT, "tools", "infer_onnx.py")))
+    proc = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_infer_310.sh"), str(tmp_path / "centernet.onnx"),
+                           str(root), "y"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ONNX Runtime" in (work / "infer.log").read_text()
+    metrics = json.loads((work / "metrics.json").read_text())
     np.testing.assert_allclose([metrics[n] for n in STAT_NAMES], [expected[n] for n in STAT_NAMES], atol=1e-6)
-    got = json.loads((tmp_path / "chain" / "results.json").read_text())
+    got = json.loads((work / "results.json").read_text())
     want = json.loads((out / "results.json").read_text())
     _assert_records_match(got, want)
 
