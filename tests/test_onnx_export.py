@@ -7,9 +7,9 @@ offset layout changes the output.
 
 Tolerance: MindSpore and ONNX Runtime compute in float32 with different kernels, summation
 orders and BatchNorm folded into the weights on the ONNX side, so the heads agree to a few
-float32 ulps of their magnitude accumulated over ~20 layers: 1e-4 relative to the largest
-head value (measured differences are about 10x smaller). The negative control differs by
-orders of magnitude more.
+float32 ulps of their magnitude accumulated over ~20 layers: the tolerance is 1e-4 of the
+largest head value (measured: at most 1e-6, for every head). The negative control (offsets
+left in MindSpore's layout) is off by 1e-2 to 2e-1 of the range.
 """
 import json
 import os
@@ -129,8 +129,8 @@ def test_onnx_runtime_equals_mindspore_and_the_unpermuted_control_does_not(net):
     _assert_detections_equal(outputs[0], want)
 
     control = _session(build_model(net, SHAPE, permute_offsets=False, with_heads=True)).run(None, {"image": x})
-    hm_error = np.abs(control[1] - want_heads[0]).max()
-    assert hm_error > 100 * HEAD_RTOL * np.abs(want_heads[0]).max()
+    for got, want_head in zip(control[1:], want_heads):  # measured: 1e-2 (hm) to 2e-1 (wh) of the range
+        assert np.abs(got - want_head).max() > 10 * HEAD_RTOL * np.abs(want_head).max()
     with pytest.raises(AssertionError):
         _assert_detections_equal(control[0], want)
 
