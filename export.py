@@ -1,13 +1,17 @@
-"""Export the CenterNet eval network (decode included) to MINDIR, or AIR on the Ascend backend.
+"""Export the CenterNet eval network (decode included) to MINDIR, ONNX, or AIR on the Ascend backend.
 
     python export.py --device_target=CPU --export_load_ckpt=model.ckpt --export_format=MINDIR \
         --export_name=centernet
+    python export.py --export_load_ckpt=model.ckpt --export_format=ONNX --export_name=centernet \
+        [--export_dynamic_shape=true]
 
 The exported graph takes one (1, 3, H, W) float32 image normalised as eval.py does, at
 H, W = export_config.input_res (multiples of 32), and returns the (1, K, 6) detections
 [x1, y1, x2, y2, score, class] on the output map (input / 4); flip_test=true exports the
 flip-averaged network. The file is written to a temporary name and renamed when complete:
-<export_name>.mindir (or .air), under output_path on ModelArts.
+<export_name>.mindir (or .air, .onnx), under output_path on ModelArts. ONNX (opset 19, with
+the standard DeformConv; written by src/onnx_export.py, needs the optional package onnx) may
+take any H, W (multiples of 32) with export_dynamic_shape=true.
 """
 import logging
 import os
@@ -29,7 +33,7 @@ from src.utils import CheckpointError
 
 logger = logging.getLogger("export")
 
-EXTENSIONS = {"MINDIR": ".mindir", "AIR": ".air"}
+EXTENSIONS = {"MINDIR": ".mindir", "AIR": ".air", "ONNX": ".onnx"}
 # The file names ms.export accepts (it checks this pattern and refuses others).
 MS_SAFE_FILE_NAME = re.compile(r"^[0-9a-zA-Z@_\-.:/\\]+$")
 
@@ -38,10 +42,13 @@ def check_export_config(cfg):
     """Reject what cannot be exported before anything is built or written."""
     fmt = cfg.export_format
     if fmt not in EXTENSIONS:
-        raise ConfigError("--export_format=%s is not supported: use MINDIR (any backend) or AIR (Ascend)" % fmt)
+        raise ConfigError("--export_format=%s is not supported: use MINDIR (any backend), ONNX or AIR (Ascend)" % fmt)
     if fmt == "AIR" and cfg.device_target != "Ascend":
         raise ConfigError("--export_format=AIR needs the Ascend backend (--device_target=Ascend); on %s export "
                           "MINDIR, which the Ascend 310 also runs" % cfg.device_target)
+    if cfg.export_dynamic_shape and fmt != "ONNX":
+        raise ConfigError("--export_dynamic_shape=true needs --export_format=ONNX (%s graphs here have a fixed "
+                          "input shape)" % fmt)
     check_input_res(cfg.export_config.input_res, "export_config.input_res")
     if not cfg.export_load_ckpt:
         raise ConfigError("--export_load_ckpt is required: the checkpoint to export")
@@ -92,7 +99,14 @@ def run_export(cfg):
     net = build_eval_network(cfg, num_classes, cfg.export_load_ckpt)
     shape = (1, 3) + tuple(cfg.export_config.input_res)
     path = export_path(cfg)
-    export_network(net, path, shape, cfg.export_format)
+    if cfg.export_format == "ONNX":
+        from src.onnx_export import export_onnx
+        if cfg.export_dynamic_shape:
+            shape = (1, 3, "height", "width")
+        export_onnx(net, path, cfg.export_config.input_res, cfg.export_dynamic_shape,
+                    metadata={"num_classes": num_classes, "K": cfg.eval_config.K, "flip_test": cfg.flip_test})
+    else:
+        export_network(net, path, shape, cfg.export_format)
     logger.info("exported %s (%.1f MB): input %s float32, output (1, %d, 6) detections; %d classes, flip_test=%s",
                 path, os.path.getsize(path) / 2 ** 20, shape, cfg.eval_config.K, num_classes, cfg.flip_test)
     return path

@@ -6,7 +6,10 @@
 
 Every .jpg/.jpeg/.png/.bmp/.tif/.tiff/.webp directly in image_dir is detected with the same
 pre- and post-processing as eval.py (keep_res or input_res_test, multi_scales, flip_test,
-soft-NMS, max_per_image; every configuration key applies). Written under save_result_dir:
+soft-NMS, max_per_image; every configuration key applies). With --onnx_model=centernet.onnx
+(export.py --export_format=ONNX) ONNX Runtime runs that model instead of the checkpoint
+(a fixed-shape model needs keep_res=false and its input_res_test; a dynamic one takes any).
+Written under save_result_dir:
 
     images/<stem>.png   the image with the detections scoring >= eval_config.score_thresh
                         (class name and score, colours from eval_config.color_list)
@@ -84,8 +87,8 @@ def output_names(names):
 
 def run_detect(cfg):
     settings = EvalSettings(cfg)
-    if not cfg.load_checkpoint_path:
-        raise ConfigError("--load_checkpoint_path is required: the checkpoint to run")
+    if not cfg.load_checkpoint_path and not cfg.onnx_model:
+        raise ConfigError("--load_checkpoint_path (or --onnx_model) is required: the model to run")
     names = list_images(cfg.image_dir)
     class_names, category_ids, known_ids = class_info(cfg, settings.num_classes)
     out_dir = cfg.save_result_dir or "."
@@ -100,11 +103,15 @@ def run_detect(cfg):
             entry["width"], entry["height"] = size
         entries.append(entry)
 
-    set_device(cfg)
-    detector = Detector(build_eval_network(cfg, settings.num_classes, cfg.load_checkpoint_path),
-                        max_graphs=len(settings.scales) + 1)
-    if not settings.keep_res:
-        detector.warmup(settings.input_shape(512, 512))
+    if cfg.onnx_model:
+        from tools.infer_onnx import onnx_predictor
+        detector = onnx_predictor(cfg.onnx_model, settings.num_classes, cfg.flip_test)
+    else:
+        set_device(cfg)
+        detector = Detector(build_eval_network(cfg, settings.num_classes, cfg.load_checkpoint_path),
+                            max_graphs=len(settings.scales) + 1)
+        if not settings.keep_res:
+            detector.warmup(settings.input_shape(512, 512))
     colors, thresh = cfg.eval_config.color_list, cfg.eval_config.score_thresh
 
     def draw(entry, image, per_class):

@@ -1,0 +1,273 @@
+"""ONNX export (src/onnx_export.py) run by ONNX Runtime against the MindSpore network.
+
+The network is the small test one (ResNet with one BasicBlock per stage, 5 classes) with
+random weights, BatchNorm statistics away from identity, and offset convs with random
+weights so that the deformable offsets reach several pixels: the regime where a wrong
+offset layout changes the output.
+
+Tolerance: MindSpore and ONNX Runtime compute in float32 with different kernels, summation
+orders and BatchNorm folded into the weights on the ONNX side, so the heads agree to a few
+float32 ulps of their magnitude accumulated over ~20 layers: the tolerance is 1e-4 of the
+largest head value (measured: at most 1e-6, for every head). The negative control (offsets
+left in MindSpore's layout) is off by 1e-2 to 2e-1 of the range.
+"""
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import mindspore as ms
+from mindspore import Tensor
+import onnx  # imported after mindspore: the other order breaks mindspore's protobuf modules
+import onnxruntime as ort
+
+import eval as eval_script
+import export as export_script
+from conftest import make_config
+from eval_helpers import FIXED, SMALL, argv, pseudo_ground_truth, small_checkpoint
+from src.evaluation import STAT_NAMES
+from src.inference import build_eval_network
+from src.onnx_export import build_model, export_onnx, offset_channel_order
+from test_infer_chain import ROOT, SMALL_YAML
+from tools import infer_onnx
+
+HEAD_RTOL = 1e-4
+SHAPE = (128, 96)  # not square: a height/width mix-up shows
+
+
+def _randomise(net, seed=0, offset_std=0.1):
+    """Random BatchNorm statistics, offset-conv weights (offsets of several pixels) and heatmap head.
+
+    The heatmap head's default initialisation gives an almost flat heatmap, where neighbours
+    differ by an ulp and peak extraction depends on rounding; larger weights separate them.
+    """
+    rng = np.random.default_rng(seed)
+    for p in net.get_parameters():
+        if "conv_offset_mask.weight" in p.name:
+            p.set_data(Tensor(rng.normal(0, offset_std, p.shape).astype(np.float32)))
+        elif "conv_offset_mask.bias" in p.name:
+            p.set_data(Tensor(rng.normal(0, 0.5, p.shape).astype(np.float32)))
+        elif p.name.startswith("hm.") and p.name.endswith("weight"):
+            p.set_data(Tensor(rng.normal(0, 0.1, p.shape).astype(np.float32)))
+        elif p.name.endswith(("moving_mean", "beta")):
+            p.set_data(Tensor(rng.normal(0, 0.1, p.shape).astype(np.float32)))
+        elif p.name.endswith(("moving_variance", "gamma")):
+            p.set_data(Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
+
+
+@pytest.fixture(name="net", scope="module")
+def net_fixture():
+    cfg = make_config(SMALL)
+    ms.set_seed(3)
+    net = build_eval_network(cfg, 5)
+    _randomise(net)
+    return net
+
+
+def _checkpoint(path):
+    """The small network, randomised as above, with 8x8 boxes (as eval_helpers.small_checkpoint)."""
+    from src.centernet_det import CenterNetDet
+    ms.set_seed(1)
+    net = CenterNetDet(make_config(SMALL).net_config, 5)
+    _randomise(net, seed=7)
+    dict((p.name, p) for p in net.get_parameters())["wh.2.bias"].set_data(Tensor(np.full(2, 8.0, np.float32)))
+    ms.save_checkpoint(net, str(path))
+    return str(path)
+
+
+def _image(shape, seed=1):
+    return np.random.default_rng(seed).normal(0, 1, (1, 3) + tuple(shape)).astype(np.float32)
+
+
+def _session(model):
+    return ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def _ms_heads(net, x):
+    return [h.asnumpy() for h in net.network(Tensor(x))]
+
+
+def _assert_heads_close(onnx_heads, ms_heads):
+    for got, want in zip(onnx_heads, ms_heads):
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got, want, rtol=0, atol=HEAD_RTOL * np.abs(want).max())
+
+
+def _assert_detections_equal(got, want):
+    """Same detections among those scoring above 0 (zero-score rows are ties in any order)."""
+    keep = want[0, :, 4] > 0
+    assert keep.sum() >= 10 and (got[0, :, 4] > 0).sum() == keep.sum()
+    np.testing.assert_array_equal(got[0, keep, 5], want[0, keep, 5])
+    np.testing.assert_allclose(got[0, keep, :5], want[0, keep, :5], rtol=0, atol=1e-4)
+
+
+def test_offsets_are_several_pixels(net):
+    """The test network's first DCN samples several pixels away from the regular grid."""
+    feat = net.network.backbone(Tensor(_image(SHAPE)))
+    dcn = net.network.deconv_layers[0]
+    offsets = dcn.conv_offset_mask(feat).asnumpy()[:, :2 * dcn.points]
+    assert np.abs(offsets).mean() > 2.0
+
+
+def test_offset_channel_order():
+    assert offset_channel_order(4).tolist() == [4, 0, 5, 1, 6, 2, 7, 3, 8, 9, 10, 11]
+    assert offset_channel_order(4, permute=False).tolist() == list(range(12))
+
+
+def test_onnx_runtime_equals_mindspore_and_the_unpermuted_control_does_not(net):
+    x = _image(SHAPE)
+    want_heads = _ms_heads(net, x)
+    want = net(Tensor(x)).asnumpy()
+    model = build_model(net, SHAPE, with_heads=True)
+    onnx.checker.check_model(model, full_check=True)
+    assert sum(n.op_type == "DeformConv" for n in model.graph.node) == 3
+    assert not any(n.op_type == "BatchNormalization" for n in model.graph.node)
+    outputs = _session(model).run(None, {"image": x})
+    _assert_heads_close(outputs[1:], want_heads)
+    _assert_detections_equal(outputs[0], want)
+
+    control = _session(build_model(net, SHAPE, permute_offsets=False, with_heads=True)).run(None, {"image": x})
+    for got, want_head in zip(control[1:], want_heads):  # measured: 1e-2 (hm) to 2e-1 (wh) of the range
+        assert np.abs(got - want_head).max() > 10 * HEAD_RTOL * np.abs(want_head).max()
+    with pytest.raises(AssertionError):
+        _assert_detections_equal(control[0], want)
+
+
+def test_flip_test_export_equals_mindspore(make_config):
+    cfg = make_config(dict(SMALL, flip_test=True))
+    ms.set_seed(4)
+    net = build_eval_network(cfg, 5)
+    _randomise(net, seed=5)
+    x = _image((96, 64), seed=2)
+    got = _session(build_model(net, (96, 64))).run(None, {"image": x})[0]
+    _assert_detections_equal(got, net(Tensor(x)).asnumpy())
+
+
+def test_dynamic_shape_export_runs_on_two_shapes(net, tmp_path):
+    path = export_onnx(net, str(tmp_path / "dynamic.onnx"), SHAPE, dynamic_shape=True)
+    model = onnx.load(path)
+    dims = [d.dim_param or d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, "height", "width"]
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    for shape in ((64, 160), (96, 64)):
+        x = _image(shape, seed=sum(shape))
+        got = session.run(None, {"image": x})[0]
+        _assert_detections_equal(got, net(Tensor(x)).asnumpy())
+    assert sorted(os.listdir(tmp_path)) == ["dynamic.onnx"]
+
+
+def test_export_script_onnx_and_its_errors(tmp_path, capsys, monkeypatch):
+    ckpt = small_checkpoint(tmp_path / "small.ckpt")
+    base = dict(SMALL, device_target="CPU", export_load_ckpt=ckpt, export_format="ONNX",
+                **{"export_config.input_res": [64, 96]})
+    assert export_script.main(argv(dict(base, export_name=str(tmp_path / "model")))) == 0
+    model = onnx.load(str(tmp_path / "model.onnx"))
+    assert [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim] == [1, 3, 64, 96]
+    assert {p.key: p.value for p in model.metadata_props} == {"num_classes": "5", "K": "100", "flip_test": "False"}
+
+    assert export_script.main(argv(dict(base, export_format="MINDIR", export_dynamic_shape=True,
+                                        export_name=str(tmp_path / "m")))) == 2
+    assert "needs --export_format=ONNX" in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if the optional package were not installed
+    assert export_script.main(argv(dict(base, export_name=str(tmp_path / "missing")))) == 2
+    assert "pip install onnx" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["model.onnx", "small.ckpt"]
+
+
+def test_runner_refuses_wrong_sizes_and_dynamic_models(net, tmp_path, capsys):
+    export_onnx(net, str(tmp_path / "fixed.onnx"), (64, 64))
+    export_onnx(net, str(tmp_path / "dynamic.onnx"), (64, 64), dynamic_shape=True)
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    np.zeros((1, 3, 32, 64), np.float32).tofile(inputs / "5.bin")
+    common = ["--input_path", str(inputs), "--output_path", str(tmp_path / "out")]
+    assert infer_onnx.main(["--onnx_path", str(tmp_path / "fixed.onnx")] + common) == 2
+    assert "5.bin holds 24576 bytes" in capsys.readouterr().err
+    assert infer_onnx.main(["--mindir_path", str(tmp_path / "dynamic.onnx")] + common) == 2
+    assert "dynamic input shape" in capsys.readouterr().err
+    assert infer_onnx.main(["--onnx_path", str(tmp_path / "none.onnx")] + common) == 2
+    assert "ONNX model not found" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists() or not os.listdir(tmp_path / "out")
+
+
+def test_chain_through_run_infer_310_with_the_onnx_runner_equals_eval(synthetic_coco, tmp_path):
+    ckpt = _checkpoint(tmp_path / "small.ckpt")
+    first = tmp_path / "first"
+    assert eval_script.main(argv(dict(FIXED, device_target="CPU", data_dir=synthetic_coco.root,
+                                      load_checkpoint_path=ckpt, save_result_dir=str(first)))) == 0
+    root = tmp_path / "coco"
+    (root / "annotations").mkdir(parents=True)
+    os.symlink(synthetic_coco.val_images, root / "val2017")
+    records = json.loads((first / "results.json").read_text())
+    pseudo_ground_truth(synthetic_coco.val_ann, records, root / "annotations" / "instances_val2017.json")
+    out = tmp_path / "eval"
+    assert eval_script.main(argv(dict(FIXED, device_target="CPU", data_dir=str(root), load_checkpoint_path=ckpt,
+                                      save_result_dir=str(out)))) == 0
+    expected = json.loads((out / "metrics.json").read_text())
+    assert expected["AP"] > 0.05
+
+    assert export_script.main(argv(dict(FIXED, device_target="CPU", export_load_ckpt=ckpt, export_format="ONNX",
+                                        export_name=str(tmp_path / "centernet")))) == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "small.yaml").write_text(SMALL_YAML)
+    env = dict(os.environ, PYTHON=sys.executable, CONFIG_PATH="small.yaml",
+               INFER_APP="%s %s" % (sys.executable, os.path.join(ROOT, "tools", "infer_onnx.py")))
+    proc = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_infer_310.sh"), str(tmp_path / "centernet.onnx"),
+                           str(root), "y"], cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "ONNX Runtime" in (work / "infer.log").read_text()
+    metrics = json.loads((work / "metrics.json").read_text())
+    np.testing.assert_allclose([metrics[n] for n in STAT_NAMES], [expected[n] for n in STAT_NAMES], atol=1e-6)
+    got = json.loads((work / "results.json").read_text())
+    want = json.loads((out / "results.json").read_text())
+    _assert_records_match(got, want)
+
+
+def _assert_records_match(got, want, fraction=0.99):
+    """The same COCO records up to float32 rounding; at most 1 - ``fraction`` unmatched on either side.
+
+    The random networks' heatmaps are smooth: neighbouring pixels can be 1-2 float32 ulps
+    apart, so which of the two is the 3x3 peak depends on rounding and a few peaks exist in
+    one runtime only (checked: every such case was a neighbour pair within 3e-8).
+    """
+    def key(r):
+        return r["image_id"], r["category_id"], tuple(round(v) for v in r["bbox"])
+    index = {key(w): w for w in want}
+    matched = [(g, index[key(g)]) for g in got if key(g) in index]
+    assert len(want) > 100 and len(matched) >= fraction * max(len(got), len(want))
+    for g, w in matched:
+        np.testing.assert_allclose(g["bbox"] + [g["score"]], w["bbox"] + [w["score"]], rtol=1e-4, atol=0.02)
+
+
+def test_detect_images_runs_the_onnx_model(synthetic_coco, tmp_path, capsys):
+    from tools import detect_images
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in sorted(os.listdir(synthetic_coco.val_images))[:3]:
+        os.symlink(os.path.join(synthetic_coco.val_images, name), folder / name)
+    ckpt = _checkpoint(tmp_path / "small.ckpt")
+    export = dict(FIXED, device_target="CPU", export_load_ckpt=ckpt, export_format="ONNX")
+    assert export_script.main(argv(dict(export, export_name=str(tmp_path / "fixed")))) == 0
+    assert export_script.main(argv(dict(export, export_name=str(tmp_path / "dynamic"), export_dynamic_shape=True))) == 0
+
+    def detect(name, **options):
+        settings = dict(FIXED, device_target="CPU", image_dir=str(folder), save_result_dir=str(tmp_path / name),
+                        eval_ann_file=synthetic_coco.val_ann, **options)
+        code = detect_images.main(argv(settings))
+        return code, (json.loads((tmp_path / name / "results.json").read_text()) if code == 0 else None)
+
+    keep = {"eval_config.keep_res": True}
+    for suffix, options, fraction in (("", {}, 0.99), ("_keep", keep, 0.95)):
+        code, want = detect("ms" + suffix, load_checkpoint_path=ckpt, **options)
+        model = tmp_path / ("dynamic.onnx" if suffix else "fixed.onnx")
+        code_onnx, got = detect("onnx" + suffix, onnx_model=str(model), **options)
+        assert code == code_onnx == 0
+        _assert_records_match(got, want, fraction)
+    capsys.readouterr()
+    code, _ = detect("refused", onnx_model=str(tmp_path / "fixed.onnx"), **keep)
+    assert code == 2 and "--export_dynamic_shape=true" in capsys.readouterr().err
+    code, _ = detect("flip", onnx_model=str(tmp_path / "fixed.onnx"), flip_test=True)
+    assert code == 2 and "exported with flip_test=False" in capsys.readouterr().err
