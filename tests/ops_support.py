@@ -1,6 +1,7 @@
 """Helpers of the launcher, distributed, resume and ModelArts tests: a tiny network and subprocess runs."""
 import csv
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -93,3 +94,28 @@ def read_text(path):
             return f.read()
     except FileNotFoundError:
         return ""
+
+
+def mindrecord_image_ids(mindrecord_dir):
+    """Every image id of a MindRecord training set, in file order."""
+    import mindspore.dataset as ds
+    from src.dataset import mindrecord_files
+    reader = ds.MindDataset(mindrecord_files(mindrecord_dir), columns_list=["image_id"], shuffle=False)
+    return [int(r[0]) for r in reader.create_tuple_iterator(output_numpy=True, num_epochs=1)]
+
+
+def rank_pid(log_path, rank):
+    """The pid that train.py logged for ``rank`` ("rank R of N, pid P,"), or None before that line."""
+    match = re.search(r"rank %d of \d+, pid (\d+)," % rank, read_text(log_path))
+    return int(match.group(1)) if match else None
+
+
+def check_disjoint_shares(orders, all_ids, rows_per_epoch, epochs):
+    """Each epoch, the ranks' data-order records (--record_data_order, one CSV row list per rank)
+    hold disjoint sets of ``rows_per_epoch`` image ids whose union is the whole dataset."""
+    for epoch in range(epochs):
+        shares = [{int(row["image_id"]) for row in rows[rows_per_epoch * epoch:rows_per_epoch * (epoch + 1)]}
+                  for rows in orders]
+        assert all(len(share) == rows_per_epoch for share in shares), [len(s) for s in shares]
+        assert sum(len(share) for share in shares) == len(set().union(*shares)), "ranks read the same images"
+        assert sorted(set().union(*shares)) == sorted(all_ids)
