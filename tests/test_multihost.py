@@ -1,12 +1,10 @@
 """A two-host msrun job on one machine: scripts/run_distributed_train_cpu.sh started twice,
 WORKER_NUM=2, LOCAL_WORKER_NUM=1, MASTER_ADDR=127.0.0.1, NODE_RANK 0 and 1, separate output folders.
 
-Test double: msrun starts its scheduler on a host when ``ip -j addr`` lists MASTER_ADDR among the
-host's addresses. A second host does not list it, but on this machine both launchers would, and two
-schedulers would compete for MASTER_PORT. The node-1 launcher therefore finds first on its PATH an
-``ip`` that stands in for the second host's network interfaces (one address, 10.255.0.2, not
-MASTER_ADDR). Everything else is real: both launchers, msrun, the scheduler, the workers and their
-collective communication over 127.0.0.1.
+Test double: the node-1 launcher finds first on its PATH an ``ip`` that lists a second host's
+network interfaces (ops_support.second_host_bin), so that its msrun, as on another host, does not
+start a second scheduler. Everything else is real: both launchers, msrun, the scheduler, the workers
+and their collective communication over 127.0.0.1.
 
 The launchers run with a PATH that lacks the project's environment: they must find .venv
 themselves and give msrun its 'python'.
@@ -14,67 +12,13 @@ themselves and give msrun its 'python'.
 import os
 import signal
 import socket
-import subprocess
 import time
 
 import mindspore as ms
 import numpy as np
 
-from ops_support import (LEARN_FAST, ROOT, TINY, check_disjoint_shares, csv_rows, free_port, mindrecord_image_ids,
-                         rank_pid, read_csv, read_text, wait_for)
-
-SCRIPT = os.path.join(ROOT, "scripts", "run_distributed_train_cpu.sh")
-SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
-
-
-def _second_host_ip(tmp_path):
-    """Folder holding the ``ip`` test double of the second host (see the module docstring)."""
-    bin_dir = tmp_path / "host1_bin"
-    bin_dir.mkdir()
-    double = bin_dir / "ip"
-    double.write_text("#!/bin/sh\n# Test double: the network interfaces of a second host.\n"
-                      "echo '[{\"ifindex\":2,\"ifname\":\"eth0\",\"addr_info\":"
-                      "[{\"family\":\"inet\",\"local\":\"10.255.0.2\",\"prefixlen\":24}]}]'\n")
-    double.chmod(0o755)
-    return str(bin_dir)
-
-
-def _start_hosts(tmp_path, data, args):
-    """The two launchers (NODE_RANK 0 and 1), each in its own process group; outputs host<r>/,
-    the launchers' own output host<r>.out."""
-    port = str(free_port())
-    double_dir = _second_host_ip(tmp_path)
-    procs = []
-    for node in (0, 1):
-        environ = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "PYTHONPATH", "VIRTUAL_ENV")}
-        environ.update({"PATH": (double_dir + os.pathsep if node else "") + SYSTEM_PATH,
-                        "OUTPUT_DIR": str(tmp_path / ("host%d" % node)), "WORKER_NUM": "2",
-                        "LOCAL_WORKER_NUM": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port,
-                        "NODE_RANK": str(node), "CLUSTER_TIME_OUT": "120"})
-        output_path = tmp_path / ("host%d.out" % node)
-        with open(output_path, "w", encoding="utf-8") as output:
-            proc = subprocess.Popen(["bash", SCRIPT, data, "2"] + TINY + args, cwd=str(tmp_path), env=environ,
-                                    stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
-        proc.output_path = output_path
-        procs.append(proc)
-    return procs
-
-
-def _finish(procs, timeout):
-    """(exit status, output, seconds to end) of each launcher; kills what is left after ``timeout``."""
-    start = time.time()
-    ended = {}
-    try:
-        while len(ended) < len(procs) and time.time() - start < timeout:
-            for i, proc in enumerate(procs):
-                if i not in ended and proc.poll() is not None:
-                    ended[i] = time.time() - start
-            time.sleep(0.2)
-    finally:
-        for proc in procs:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-    return [(proc.wait(), read_text(proc.output_path), ended.get(i, float("inf"))) for i, proc in enumerate(procs)]
+from ops_support import (LEARN_FAST, TINY, check_disjoint_shares, csv_rows, finish_all, mindrecord_image_ids,
+                         rank_pid, read_csv, read_text, start_two_hosts, wait_for)
 
 
 def _rank_dir(tmp_path, rank):
@@ -83,8 +27,8 @@ def _rank_dir(tmp_path, rank):
 
 def test_two_hosts_train_as_one_job(synthetic_mindrecord, tmp_path):
     data = synthetic_mindrecord.mindrecord_dir
-    procs = _start_hosts(tmp_path, data, LEARN_FAST + ["--epoch_size=1", "--record_data_order=true"])
-    results = _finish(procs, 600)
+    procs = start_two_hosts(tmp_path, data, TINY + LEARN_FAST + ["--epoch_size=1", "--record_data_order=true"])
+    results = finish_all(procs, 600)
     for node, (status, output, _) in enumerate(results):
         assert status == 0, "host %d:\n%s\n%s" % (node, output[-3000:],
                                                   read_text(_rank_dir(tmp_path, node) / "training_log.txt")[-3000:])
@@ -110,8 +54,8 @@ def test_two_hosts_train_as_one_job(synthetic_mindrecord, tmp_path):
 
 
 def test_a_dead_worker_on_one_host_fails_both_hosts(synthetic_mindrecord, tmp_path):
-    procs = _start_hosts(tmp_path, synthetic_mindrecord.mindrecord_dir,
-                         ["--train_steps=2000", "--save_checkpoint_steps=10000"])
+    procs = start_two_hosts(tmp_path, synthetic_mindrecord.mindrecord_dir,
+                            TINY + ["--train_steps=2000", "--save_checkpoint_steps=10000"])
     log1 = _rank_dir(tmp_path, 1) / "training_log.txt"
     csv1 = _rank_dir(tmp_path, 1) / "ckpt_1" / "training_log_rank1.csv"
     try:
@@ -119,9 +63,9 @@ def test_a_dead_worker_on_one_host_fails_both_hosts(synthetic_mindrecord, tmp_pa
         pid = rank_pid(log1, 1)
         os.kill(pid, signal.SIGKILL)  # host 1's worker dies in the middle of training
     except BaseException:
-        _finish(procs, 1)
+        finish_all(procs, 1)
         raise
-    results = _finish(procs, 300)
+    results = finish_all(procs, 300)
     host = socket.gethostname()
     for node, (status, output, elapsed) in enumerate(results):
         assert status != 0, output[-3000:]
