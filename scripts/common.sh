@@ -241,9 +241,10 @@ log_rank_of_pid() {
 
 msrun_summary() {
     # msrun_summary STATUS: the end of this host's worker logs, then which rank (and host) died first.
-    # A worker that failed on its own error or a signal died first; one that stopped because the cluster
-    # broke ("The state of the cluster is error") is a consequence. On the NODE_RANK=0 host the scheduler
-    # log names ranks of other hosts that stopped responding, with their host name and address.
+    # A worker that failed on its own error or a signal died first; one that stopped because the
+    # cluster broke ("The state of the cluster is error") or never formed ("not successfully spawned")
+    # is a consequence. On the NODE_RANK=0 host the scheduler log names ranks of other hosts that
+    # stopped responding, with their host name and address.
     local status=$1 line pid code rank log host sched="$OUTPUT_DIR/msrun_log/scheduler.log" first="" consequence=""
     host=$(hostname)
     while read -r line; do
@@ -254,7 +255,8 @@ msrun_summary() {
         if [ "$code" -lt 0 ] 2>/dev/null; then
             code="$code (killed by signal $((-code)))"
         fi
-        if [ -n "$rank" ] && grep -q "The state of the cluster is error" "$OUTPUT_DIR/LOG$rank/training_log.txt"; then
+        if [ -n "$rank" ] && grep -q -e "The state of the cluster is error" -e "not successfully spawned" \
+                "$OUTPUT_DIR/LOG$rank/training_log.txt"; then
             consequence+="${consequence:+, }rank $rank (pid $pid)"
         elif [ -z "$first" ]; then
             first="worker ${rank:+rank $rank, }pid $pid exited first, with code $code, on host $host"
