@@ -79,6 +79,15 @@ def test_rank_table_script_refuses_a_host_without_the_devices(synthetic_mindreco
     assert "could not generate the launch commands" in result.stderr
 
 
+def test_rank_table_script_passes_the_server_id(synthetic_mindrecord, tmp_path):
+    """SERVER_ID picks this host's server of a multi-server table (here one the table lacks)."""
+    table = os.path.join(ROOT, "tests", "data", "rank_table_16p_2servers.json")
+    result = _script("run_distributed_train_ascend.sh", synthetic_mindrecord.mindrecord_dir, table,
+                     extra_env={"OUTPUT_DIR": str(tmp_path / "out"), "SERVER_ID": "10.9.9.9", "DEVICE_COUNT": "8"})
+    assert result.returncode == 2
+    assert "server 10.9.9.9 is not in rank table" in result.stderr
+
+
 def test_rank_table_script_reports_failed_ranks(synthetic_mindrecord, tmp_path):
     """With DEVICE_COUNT faking 2 devices the ranks start, fail (no Ascend here) and the job fails."""
     table = os.path.join(ROOT, "tests", "data", "rank_table_2p.json")
