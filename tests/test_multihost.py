@@ -48,10 +48,6 @@ def test_two_hosts_train_as_one_job(synthetic_mindrecord, tmp_path):
     orders = [read_csv(_rank_dir(tmp_path, r) / ("ckpt_%d" % r) / ("data_order_rank%d.csv" % r)) for r in (0, 1)]
     check_disjoint_shares(orders, mindrecord_image_ids(data), rows_per_epoch=12, epochs=1)
 
-    speed = [np.median([float(row["images_per_sec"]) for row in read_csv(
-        _rank_dir(tmp_path, r) / ("ckpt_%d" % r) / ("training_log_rank%d.csv" % r))][1:]) for r in (0, 1)]
-    print("two-host job: median images/s per rank %.2f, %.2f" % tuple(speed))
-
 
 def test_a_dead_worker_on_one_host_fails_both_hosts(synthetic_mindrecord, tmp_path):
     procs = start_two_hosts(tmp_path, synthetic_mindrecord.mindrecord_dir,
