@@ -241,10 +241,10 @@ log_rank_of_pid() {
 
 msrun_summary() {
     # msrun_summary STATUS: the end of this host's worker logs, then which rank (and host) died first.
-    # A worker that failed on its own error or a signal died first; one that stopped because the
-    # cluster broke ("The state of the cluster is error") or never formed ("not successfully spawned")
-    # is a consequence. On the NODE_RANK=0 host the scheduler log names ranks of other hosts that
-    # stopped responding, with their host name and address.
+    # A worker killed by a signal or failing on its own error died first; one whose collective
+    # communication failed or whose cluster broke or never formed is a consequence. Then, on the
+    # NODE_RANK=0 host, the scheduler log names the first rank that stopped responding, with its host
+    # name and address.
     local status=$1 line pid code rank log host sched="$OUTPUT_DIR/msrun_log/scheduler.log" first="" consequence=""
     host=$(hostname)
     while read -r line; do
@@ -255,7 +255,8 @@ msrun_summary() {
         if [ "$code" -lt 0 ] 2>/dev/null; then
             code="$code (killed by signal $((-code)))"
         fi
-        if [ -n "$rank" ] && grep -q -e "The state of the cluster is error" -e "not successfully spawned" \
+        if [ "${code%% *}" -ge 0 ] 2>/dev/null && [ -n "$rank" ] && grep -q -e "The state of the cluster is error" \
+                -e "not successfully spawned" -e "CollectiveWait" -e "RunRingAllReduce" -e "KernelMod launch failed" \
                 "$OUTPUT_DIR/LOG$rank/training_log.txt"; then
             consequence+="${consequence:+, }rank $rank (pid $pid)"
         elif [ -z "$first" ]; then
@@ -263,7 +264,8 @@ msrun_summary() {
         fi
     done < <(grep -o "Worker process [0-9]* exit with exception. Error code: -\?[0-9]*" "$MSRUN_LAUNCH_LOG" 2>/dev/null)
     if [ -z "$first" ] && [ -f "$sched" ]; then
-        rank=$(grep -m1 -o "The node: [0-9]* is timed out" "$sched" | sed 's/[^0-9]*\([0-9]*\).*/\1/')
+        rank=$(grep -m1 -o "worker [0-9]* is the first one timed out" "$sched" | sed 's/worker \([0-9]*\) .*/\1/')
+        [ -n "$rank" ] || rank=$(grep -m1 -o "The node: [0-9]* is timed out" "$sched" | sed 's/[^0-9]*\([0-9]*\).*/\1/')
         if [ -n "$rank" ]; then
             line=$(grep -m1 -o "The new node: $rank(role: MS_WORKER).*hostname: [^,]*, ip: [0-9.]*" "$sched")
             first="rank $rank${line:+ on host $(echo "$line" | sed 's/.*hostname: \([^,]*\), ip: \(.*\)/\1 (\2)/')}"
