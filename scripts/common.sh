@@ -6,12 +6,12 @@
 #   - outputs go to $OUTPUT_DIR (default: that directory), one LOG<rank> folder per process;
 #   - FOREGROUND=1 waits for the job and exits with its status; FOREGROUND=0 starts it in the
 #     background (nohup), checks it survives its first STARTUP_CHECK_S seconds (default 10),
-#     and writes its exit status to <log folder>/exit_status when it ends.
+#     and writes its exit status to <log folder>/exit_status when it ends;
+#   - the interpreter is $PYTHON when set, else the project's .venv (require_python).
 
 CENTERNET_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # The COCO training recipe (330 epochs), merged by the Ascend and GPU training launchers.
 RECIPE_CONFIG="$CENTERNET_ROOT/coco_recipe_config.yaml"
-PYTHON=${PYTHON:-python}
 
 die_usage() {
     # die_usage MESSAGE: print the message and the script's usage, exit 2
@@ -90,12 +90,41 @@ check_checkpoint() {
 }
 
 require_python() {
-    command -v "$PYTHON" >/dev/null 2>&1 || die "'$PYTHON' not found on PATH: activate the environment with MindSpore"
+    # Sets PYTHON (absolute) to $PYTHON when given, else the project's .venv/bin/python, else a
+    # 'python' on PATH that has MindSpore, and puts its folder first on PATH (msrun and the INFER_APP
+    # hook start 'python' from PATH). Without one: a one-line error naming the set-up script, exit 2.
+    local setup="run: bash $CENTERNET_ROOT/scripts/setup_env.sh (creates .venv), or set PYTHON to an interpreter with MindSpore"
+    local candidate=${PYTHON:-}
+    if [ -n "$candidate" ]; then
+        candidate=$(command -v "$candidate" 2>/dev/null) || die "PYTHON=$PYTHON is not an executable; $setup" 2
+    elif [ -x "$CENTERNET_ROOT/.venv/bin/python" ]; then
+        candidate="$CENTERNET_ROOT/.venv/bin/python"
+    else
+        candidate=$(command -v python 2>/dev/null) || candidate=""
+        if [ -z "$candidate" ] || ! has_mindspore "$candidate"; then
+            die "no Python environment with MindSpore found ($CENTERNET_ROOT/.venv is absent); $setup" 2
+        fi
+    fi
+    [ "${candidate:0:1}" == "/" ] || candidate=$(real_path "$candidate")
+    has_mindspore "$candidate" || die "$candidate cannot import mindspore; $setup" 2
+    PYTHON=$candidate
+    PATH="$(dirname "$PYTHON"):$PATH"
+    export PATH PYTHON
+}
+
+has_mindspore() {
+    # has_mindspore INTERPRETER: the interpreter runs and finds the mindspore package (without importing it)
+    "$1" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('mindspore') is None)" >/dev/null 2>&1
 }
 
 require_msrun() {
-    command -v msrun >/dev/null 2>&1 || die "msrun not found on PATH: it comes with MindSpore >= 2.3; activate the \
-environment with MindSpore (msrun starts workers with the 'python' found on PATH)"
+    # After require_python: msrun and the 'python' it starts must come from PYTHON's folder.
+    local bin_dir
+    bin_dir=$(dirname "$PYTHON")
+    [ -x "$bin_dir/python" ] || die "msrun starts workers with 'python' from PATH, but $bin_dir has no 'python': \
+set PYTHON to the bin/python of an environment with MindSpore" 2
+    command -v msrun >/dev/null 2>&1 || die "msrun not found in $bin_dir nor on PATH: it comes with MindSpore >= 2.3; \
+run bash $CENTERNET_ROOT/scripts/setup_env.sh" 2
 }
 
 count_devices() {
@@ -172,28 +201,78 @@ check_started() {
 }
 
 check_port_free() {
-    # check_port_free PORT: nothing listens on 127.0.0.1:PORT
-    check_uint MASTER_PORT "$1" 1024
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-        die_usage "MASTER_PORT $1 is in use on this host: set MASTER_PORT to a free port"
+    # check_port_free ADDR PORT: nothing listens on ADDR:PORT
+    check_uint MASTER_PORT "$2" 1024
+    [ "$2" -le 65535 ] || die_usage "MASTER_PORT must be at most 65535, got $2"
+    if timeout 5 bash -c "exec 3<>'/dev/tcp/$1/$2'" 2>/dev/null; then
+        die_usage "MASTER_PORT $2 is in use on $1: set MASTER_PORT to a free port"
     fi
 }
 
+check_hosts() {
+    # Reads the multi-host environment of the msrun launchers (same command on every host):
+    #   LOCAL_WORKER_NUM (default WORKER_NUM: one host), NODE_RANK (0), MASTER_ADDR (127.0.0.1), MASTER_PORT (8118).
+    # Sets NODE_NUM and FIRST_RANK (global rank of this host's first worker); exit 2 on a bad value.
+    LOCAL_WORKER_NUM=${LOCAL_WORKER_NUM:-$WORKER_NUM}
+    NODE_RANK=${NODE_RANK:-0}
+    MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
+    MASTER_PORT=${MASTER_PORT:-8118}
+    check_uint LOCAL_WORKER_NUM "$LOCAL_WORKER_NUM" 1
+    if [ $((WORKER_NUM % LOCAL_WORKER_NUM)) -ne 0 ]; then
+        die_usage "LOCAL_WORKER_NUM=$LOCAL_WORKER_NUM does not divide the total $WORKER_NUM_NAME=$WORKER_NUM \
+(every host runs the same number of workers)"
+    fi
+    NODE_NUM=$((WORKER_NUM / LOCAL_WORKER_NUM))
+    check_uint NODE_RANK "$NODE_RANK"
+    [ "$NODE_RANK" -lt "$NODE_NUM" ] || die_usage "NODE_RANK=$NODE_RANK but the job has $NODE_NUM host(s) \
+($WORKER_NUM_NAME=$WORKER_NUM / LOCAL_WORKER_NUM=$LOCAL_WORKER_NUM): NODE_RANK must be 0 to $((NODE_NUM - 1))"
+    # msrun resolves MASTER_ADDR to an IPv4 address the same way.
+    "$PYTHON" -c "import socket, sys; socket.gethostbyname(sys.argv[1])" "$MASTER_ADDR" >/dev/null 2>&1 || \
+        die_usage "MASTER_ADDR '$MASTER_ADDR' does not resolve to an IPv4 address: give the address or host name of \
+the NODE_RANK=0 host"
+    check_uint MASTER_PORT "$MASTER_PORT" 1024
+    # The NODE_RANK=0 host runs msrun's scheduler on MASTER_PORT; the other hosts connect to it.
+    [ "$NODE_RANK" -ne 0 ] || check_port_free "$MASTER_ADDR" "$MASTER_PORT"
+    FIRST_RANK=$((NODE_RANK * LOCAL_WORKER_NUM))
+}
+
+log_rank_of_pid() {
+    # log_rank_of_pid PID: the rank whose training log names PID (train.py logs "rank R of N, pid P,")
+    grep -l "pid $1," "$OUTPUT_DIR"/LOG*/training_log.txt 2>/dev/null | head -n1 | sed 's#.*/LOG\([0-9]*\)/.*#\1#'
+}
+
 msrun_summary() {
-    # msrun_summary STATUS: explain a failed msrun job (which rank died first, the end of each worker log)
-    local status=$1 line pid code rank log
-    echo "error: the distributed job failed (msrun exit status $status)."
-    line=$(grep -m1 -o "Worker process [0-9]* exit with exception. Error code: -\?[0-9]*" "$MSRUN_LAUNCH_LOG" 2>/dev/null)
-    if [ -n "$line" ]; then
+    # msrun_summary STATUS: the end of this host's worker logs, then which rank (and host) died first.
+    # A worker killed by a signal or failing on its own error died first; one whose collective
+    # communication failed or whose cluster broke or never formed is a consequence. Then, on the
+    # NODE_RANK=0 host, the scheduler log names the first rank that stopped responding, with its host
+    # name and address.
+    local status=$1 line pid code rank log host sched="$OUTPUT_DIR/msrun_log/scheduler.log" first="" consequence=""
+    host=$(hostname)
+    while read -r line; do
+        [ -n "$line" ] || continue
         pid=$(echo "$line" | sed 's/Worker process \([0-9]*\) .*/\1/')
-        code=$(echo "$line" | sed 's/.*Error code: //')
-        rank=$(grep -l "pid $pid," "$OUTPUT_DIR"/LOG*/training_log.txt 2>/dev/null | head -n1 | sed 's#.*/LOG\([0-9]*\)/.*#\1#')
+        code=$(echo "$line" | sed 's/.*Error code: \(-\?[0-9]*\).*/\1/')
+        rank=$(log_rank_of_pid "$pid")
         if [ "$code" -lt 0 ] 2>/dev/null; then
             code="$code (killed by signal $((-code)))"
         fi
-        echo "error: worker ${rank:+rank $rank, }pid $pid exited first, with code $code; msrun then stopped the others."
-    elif grep -q "timed out" "$MSRUN_LAUNCH_LOG" 2>/dev/null; then
-        echo "error: msrun's scheduler reports timed-out workers (a worker died or never joined the cluster)."
+        if [ "${code%% *}" -ge 0 ] 2>/dev/null && [ -n "$rank" ] && grep -q -e "The state of the cluster is error" \
+                -e "not successfully spawned" -e "CollectiveWait" -e "RunRingAllReduce" -e "KernelMod launch failed" \
+                "$OUTPUT_DIR/LOG$rank/training_log.txt"; then
+            consequence+="${consequence:+, }rank $rank (pid $pid)"
+        elif [ -z "$first" ]; then
+            first="worker ${rank:+rank $rank, }pid $pid exited first, with code $code, on host $host"
+        fi
+    done < <(grep -o "Worker process [0-9]* exit with exception. Error code: -\?[0-9]*" "$MSRUN_LAUNCH_LOG" 2>/dev/null)
+    if [ -z "$first" ] && [ -f "$sched" ]; then
+        rank=$(grep -m1 -o "worker [0-9]* is the first one timed out" "$sched" | sed 's/worker \([0-9]*\) .*/\1/')
+        [ -n "$rank" ] || rank=$(grep -m1 -o "The node: [0-9]* is timed out" "$sched" | sed 's/[^0-9]*\([0-9]*\).*/\1/')
+        if [ -n "$rank" ]; then
+            line=$(grep -m1 -o "The new node: $rank(role: MS_WORKER).*hostname: [^,]*, ip: [0-9.]*" "$sched")
+            first="rank $rank${line:+ on host $(echo "$line" | sed 's/.*hostname: \([^,]*\), ip: \(.*\)/\1 (\2)/')}"
+            first+=" stopped responding first (msrun's scheduler lost its heartbeat)"
+        fi
     fi
     for log in "$OUTPUT_DIR"/LOG*/training_log.txt; do
         [ -e "$log" ] || continue
@@ -201,6 +280,13 @@ msrun_summary() {
         grep -E "ERROR|Error|error:|Traceback" "$log" | grep -v "^\[INFO\]" | tail -n 3
         tail -n 1 "$log"
     done
+    if [ -n "$first" ]; then
+        echo "error: $first; the other ranks were then stopped."
+    elif [ -n "$consequence" ]; then
+        echo "error: another host's rank failed first (see the launcher output on the NODE_RANK=0 host, $MASTER_ADDR)."
+    fi
+    [ -z "$consequence" ] || echo "error: $consequence on this host stopped because the cluster broke."
+    echo "error: the distributed job failed on host $host (NODE_RANK=$NODE_RANK; msrun exit status $status)."
 }
 
 msrun_job() {
@@ -214,29 +300,38 @@ msrun_job() {
 }
 
 launch_msrun() {
-    # launch_msrun TARGET SCRIPT_ARGS...: data-parallel train.py on WORKER_NUM local processes through msrun.
-    # Uses WORKER_NUM, MINDRECORD_PATH, LOAD_CHECKPOINT_PATH, EXTRA and the environment:
-    #   MASTER_PORT (8118), CLUSTER_TIME_OUT (300 s: how long workers wait for each other to join),
-    #   BIND_CORE (msrun --bind_core, default False), MS_NODE_TIMEOUT (MindSpore's heartbeat timeout).
+    # launch_msrun TARGET: data-parallel train.py through msrun, WORKER_NUM workers in total over
+    # WORKER_NUM / LOCAL_WORKER_NUM hosts (check_hosts). Uses WORKER_NUM, WORKER_NUM_NAME (the name of
+    # the positional argument), MINDRECORD_PATH, LOAD_CHECKPOINT_PATH, DEFAULTS, EXTRA and the environment:
+    #   CLUSTER_TIME_OUT (300 s: how long workers wait for each other to join), BIND_CORE (msrun
+    #   --bind_core, default False), MS_NODE_TIMEOUT (MindSpore's heartbeat timeout).
+    # This host's workers have the global ranks FIRST_RANK .. FIRST_RANK + LOCAL_WORKER_NUM - 1.
     local target=$1
-    require_msrun
     require_python
-    MASTER_PORT=${MASTER_PORT:-8118}
-    check_port_free "$MASTER_PORT"
+    require_msrun
+    check_hosts
+    if [ "$target" == "CPU" ]; then
+        [ "$LOCAL_WORKER_NUM" -le "$(nproc)" ] || \
+            echo "warning: $LOCAL_WORKER_NUM workers on $(nproc) CPU cores: they will share cores" >&2
+    else
+        check_device_count "$target" "$LOCAL_WORKER_NUM"
+    fi
     check_uint CLUSTER_TIME_OUT "${CLUSTER_TIME_OUT:-300}" 1
     prepare_output
-    local log_dir="$OUTPUT_DIR/msrun_log" i
+    local log_dir="$OUTPUT_DIR/msrun_log" rank
     mkdir -p "$log_dir"
-    for ((i = 0; i < WORKER_NUM; i++)); do
-        mkdir -p "$OUTPUT_DIR/LOG$i"
-        rm -f "$log_dir/worker_$i.log"
-        ln -sfn "../msrun_log/worker_$i.log" "$OUTPUT_DIR/LOG$i/training_log.txt"
+    for ((rank = FIRST_RANK; rank < FIRST_RANK + LOCAL_WORKER_NUM; rank++)); do
+        mkdir -p "$OUTPUT_DIR/LOG$rank"
+        rm -f "$log_dir/worker_$rank.log"
+        ln -sfn "../msrun_log/worker_$rank.log" "$OUTPUT_DIR/LOG$rank/training_log.txt"
     done
     MSRUN_LAUNCH_LOG="$OUTPUT_DIR/msrun_launcher.log"
-    echo "msrun: $WORKER_NUM workers on port $MASTER_PORT; per-rank logs: $OUTPUT_DIR/LOG<rank>/training_log.txt," \
+    echo "msrun: host $NODE_RANK of $NODE_NUM ($(hostname)), ranks $FIRST_RANK-$((FIRST_RANK + LOCAL_WORKER_NUM - 1))" \
+        "of $WORKER_NUM, scheduler $MASTER_ADDR:$MASTER_PORT; per-rank logs: $OUTPUT_DIR/LOG<rank>/training_log.txt," \
         "checkpoints: $OUTPUT_DIR/LOG<rank>/ckpt_<rank>/"
     run_job "$OUTPUT_DIR" "$MSRUN_LAUNCH_LOG" msrun_job --worker_num="$WORKER_NUM" \
-        --local_worker_num="$WORKER_NUM" --master_port="$MASTER_PORT" --log_dir="$log_dir" --join=True \
+        --local_worker_num="$LOCAL_WORKER_NUM" --master_addr="$MASTER_ADDR" --master_port="$MASTER_PORT" \
+        --node_rank="$NODE_RANK" --log_dir="$log_dir" --join=True \
         --cluster_time_out="${CLUSTER_TIME_OUT:-300}" --bind_core="${BIND_CORE:-False}" \
         "$CENTERNET_ROOT/train.py" --distribute=true --device_target="$target" --device_num="$WORKER_NUM" \
         --mindrecord_dir="$MINDRECORD_PATH" --load_checkpoint_path="$LOAD_CHECKPOINT_PATH" \

@@ -8,9 +8,9 @@ esac
 check_dir DATA_DIR "$DATA_DIR"
 [ -n "$LOAD_CHECKPOINT_PATH" ] || die_usage "LOAD_CHECKPOINT_PATH is required"
 check_file LOAD_CHECKPOINT_PATH "$LOAD_CHECKPOINT_PATH"
-[ -f "$CENTERNET_ROOT/eval.py" ] || die "eval.py not found in $CENTERNET_ROOT"
 [ "$TARGET" == "CPU" ] || check_device_count "$TARGET" $((DEVICE_ID + 1))
 require_python
+[ -f "$CENTERNET_ROOT/eval.py" ] || die "eval.py not found in $CENTERNET_ROOT"
 prepare_output
 FOREGROUND=${FOREGROUND:-1}
 LOG_DIR="$OUTPUT_DIR/LOG_EVAL$DEVICE_ID"

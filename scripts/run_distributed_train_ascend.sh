@@ -30,10 +30,11 @@ prepare_output
 FOREGROUND=${FOREGROUND:-0}
 LAUNCHER="$CENTERNET_ROOT/scripts/ascend_distributed_launcher"
 CMD_FILE="$OUTPUT_DIR/distributed_cmd.sh"
-# DEVICE_COUNT overrides the count of /dev/davinci* devices (as get_distribute_train_cmd.py's --device_count).
+# DEVICE_COUNT overrides the count of /dev/davinci* devices (as get_distribute_train_cmd.py's --device_count);
+# SERVER_ID names this server in a multi-server table when none of its ids is an address of this host.
 "$PYTHON" "$LAUNCHER/get_distribute_train_cmd.py" --hccl_config_path="$RANK_TABLE_FILE" \
     --mindrecord_dir="$MINDRECORD_PATH" --load_checkpoint_path="$LOAD_CHECKPOINT_PATH" \
     --run_script_path="$CENTERNET_ROOT/train.py" --hyper_parameter_config_path="$LAUNCHER/hyper_parameter_config.ini" \
     --output_dir="$OUTPUT_DIR" --cmd_file="$CMD_FILE" --python="$PYTHON" \
-    ${DEVICE_COUNT:+--device_count="$DEVICE_COUNT"} -- "${EXTRA[@]}" || die "could not generate the launch commands" 2
+    ${DEVICE_COUNT:+--device_count="$DEVICE_COUNT"} ${SERVER_ID:+--server_id="$SERVER_ID"} -- "${EXTRA[@]}" || die "could not generate the launch commands" 2
 run_job "$OUTPUT_DIR" "$OUTPUT_DIR/distributed_launcher.log" bash "$CMD_FILE"

@@ -1,10 +1,12 @@
 #!/bin/bash
-# Data-parallel training on DEVICE_NUM GPUs of this host with msrun (NCCL), in the background
+# Data-parallel training on DEVICE_NUM GPUs (one host or several) with msrun (NCCL), in the background
 # (FOREGROUND=1 waits and exits with the job's status).
 # Outputs: $OUTPUT_DIR/LOG<rank>/training_log.txt and .../ckpt_<rank>/; msrun's own output in
 # $OUTPUT_DIR/msrun_launcher.log ($OUTPUT_DIR: current folder).
-# Environment: MASTER_PORT (default 8118), CLUSTER_TIME_OUT (default 300 s), BIND_CORE (msrun
-# --bind_core, default False), MS_NODE_TIMEOUT (heartbeat timeout of MindSpore's cluster).
+# Several hosts: run the same command on each with LOCAL_WORKER_NUM (workers on this host, default: all),
+# NODE_RANK (0 on the MASTER_ADDR host, then 1, 2, ...), MASTER_ADDR (default 127.0.0.1), MASTER_PORT
+# (default 8118). Also CLUSTER_TIME_OUT (default 300 s), BIND_CORE (msrun --bind_core, default False),
+# MS_NODE_TIMEOUT (heartbeat timeout of MindSpore's cluster).
 # Extra --key=value arguments after the positional ones are passed to train.py. See docs/training_ops.md.
 source "$(dirname "$0")/common.sh"
 
@@ -19,11 +21,11 @@ split_args "$@"
 check_count 2 3
 MINDRECORD_PATH=$(real_path "${POSITIONAL[0]}")
 WORKER_NUM=${POSITIONAL[1]}
+WORKER_NUM_NAME=DEVICE_NUM
 check_uint DEVICE_NUM "$WORKER_NUM" 1
 LOAD_CHECKPOINT_PATH=$(real_path "${POSITIONAL[2]}")
 check_mindrecord "$MINDRECORD_PATH"
 check_checkpoint "$LOAD_CHECKPOINT_PATH"
-check_device_count GPU "$WORKER_NUM"
 FOREGROUND=${FOREGROUND:-0}
 DEFAULTS=(--config_path="$RECIPE_CONFIG")
 launch_msrun GPU

@@ -1,7 +1,7 @@
 #!/bin/bash
 # CenterNet inference on an Ascend 310: preprocess -> C++ app (MINDIR) -> postprocess.
 #
-#   bash scripts/run_infer_310.sh [MINDIR_PATH] [DATASET_PATH] [PREPROCESS_IMAGES] [DEVICE_ID]
+#   bash scripts/run_infer_310.sh MINDIR_PATH DATASET_PATH PREPROCESS_IMAGES [DEVICE_ID]
 #
 # MINDIR_PATH        model exported by export.py (its input size = export_config.input_res)
 # DATASET_PATH       COCO root: annotations/instances_val2017.json and val2017/
@@ -11,67 +11,51 @@
 # Everything is written to the current folder: preprocess_Result/ (images/<image_id>.bin inputs,
 # meta/<image_id>.json), result_Files/<image_id>_0.bin (detections), time_Result/, results.json,
 # metrics.json, acc.log (the COCO table) and the logs preprocess.log, build.log, infer.log,
-# postprocess.log. Exits non-zero when a step fails, naming its log.
+# postprocess.log. Exits 2 on bad arguments (with the usage) and 1 when a step fails, naming its log.
 #
 # Environment hooks:
-#   PYTHON       interpreter for the Python steps (default python3)
+#   PYTHON       interpreter for the Python steps (default: the project's .venv, see scripts/common.sh)
 #   CONFIG_PATH  yaml merged onto default_config.yaml for preprocess/postprocess (class count,
 #                export_config.input_res...): it must describe the exported model
 #   INFER_APP    inference command used instead of building ascend310_infer (no Ascend needed), e.g.
 #                INFER_APP="python tools/infer_mindir.py --device_target=CPU" runs the MINDIR on CPU
+#                ('python' is the interpreter above: its folder comes first on PATH)
 #   MINDSPORE_PATH / BUILD_DIR  passed to ascend310_infer/build.sh
+source "$(dirname "$0")/common.sh"
 
 usage() {
-    echo "Usage: bash run_infer_310.sh [MINDIR_PATH] [DATASET_PATH] [PREPROCESS_IMAGES] [DEVICE_ID]"
-    echo "  PREPROCESS_IMAGES must be y or n; DEVICE_ID is optional (default 0)"
+    echo "Usage: bash scripts/run_infer_310.sh MINDIR_PATH DATASET_PATH PREPROCESS_IMAGES [DEVICE_ID]"
+    echo "  MINDIR_PATH        model exported by export.py"
+    echo "  DATASET_PATH       COCO root with annotations/instances_val2017.json and val2017/"
+    echo "  PREPROCESS_IMAGES  y: (re)write ./preprocess_Result; n: reuse it"
+    echo "  DEVICE_ID          Ascend device id (default 0)"
 }
 
-if [[ $# -lt 3 || $# -gt 4 ]]; then
-    usage
-    exit 1
-fi
-
-get_real_path() {
-    if [ "${1:0:1}" == "/" ]; then
-        echo "$1"
-    else
-        realpath -m "$PWD/$1"
-    fi
-}
-
-model=$(get_real_path "$1")
-dataset_path=$(get_real_path "$2")
-preprocess_images=$3
-device_id=${4:-0}
-
-if [ ! -f "$model" ]; then
-    echo "error: MINDIR_PATH=$model is not a file" >&2
-    exit 1
-fi
-if [ ! -d "$dataset_path" ]; then
-    echo "error: DATASET_PATH=$dataset_path is not a folder" >&2
-    exit 1
-fi
-if [ "$preprocess_images" != "y" ] && [ "$preprocess_images" != "n" ]; then
-    echo "error: PREPROCESS_IMAGES must be y or n, got '$preprocess_images'" >&2
-    exit 1
-fi
-if ! [[ "$device_id" =~ ^[0-9]+$ ]]; then
-    echo "error: DEVICE_ID must be a non-negative integer, got '$device_id'" >&2
-    exit 1
-fi
-
-root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-python_bin=${PYTHON:-python3}
+split_args "$@"
+check_count 3 4
+[ "${#EXTRA[@]}" -eq 0 ] || die_usage "unexpected argument '${EXTRA[0]}' (this script takes no --key=value options)"
+model=$(real_path "${POSITIONAL[0]}")
+dataset_path=$(real_path "${POSITIONAL[1]}")
+preprocess_images=${POSITIONAL[2]}
+device_id=${POSITIONAL[3]:-0}
+check_file MINDIR_PATH "$model"
+check_dir DATASET_PATH "$dataset_path"
+case "$preprocess_images" in
+    y|n) ;;
+    *) die_usage "PREPROCESS_IMAGES must be y or n, got '$preprocess_images'" ;;
+esac
+[[ "$device_id" =~ ^[0-9]+$ ]] || die_usage "DEVICE_ID must be a non-negative integer, got '$device_id'"
 config_args=()
 if [ -n "$CONFIG_PATH" ]; then
-    config_file=$(get_real_path "$CONFIG_PATH")
-    if [ ! -f "$config_file" ]; then
-        echo "error: CONFIG_PATH=$config_file is not a file" >&2
-        exit 1
-    fi
+    config_file=$(real_path "$CONFIG_PATH")
+    [ -f "$config_file" ] || die "CONFIG_PATH is not a file: $config_file" 2
     config_args=("--config_path=$config_file")
 fi
+if [ "$preprocess_images" == "n" ] && { [ ! -d ./preprocess_Result/images ] || [ ! -d ./preprocess_Result/meta ]; }; then
+    die "PREPROCESS_IMAGES=n but $PWD/preprocess_Result has no images/ and meta/: run with y first" 2
+fi
+require_python
+root=$CENTERNET_ROOT
 
 echo "mindir: $model"
 echo "dataset: $dataset_path"
@@ -92,12 +76,12 @@ fi
 
 preprocess_data() {
     rm -rf ./preprocess_Result
-    "$python_bin" "$root/preprocess.py" --val_data_dir="$dataset_path" --run_mode=val \
+    "$PYTHON" "$root/preprocess.py" --val_data_dir="$dataset_path" --run_mode=val \
         --pre_result_path=./preprocess_Result "${config_args[@]}" &> preprocess.log
 }
 
 compile_app() {
-    PYTHON="$python_bin" bash "$root/ascend310_infer/build.sh" &> build.log
+    PYTHON="$PYTHON" bash "$root/ascend310_infer/build.sh" &> build.log
 }
 
 infer() {
@@ -108,7 +92,7 @@ infer() {
 }
 
 cal_acc() {
-    "$python_bin" "$root/postprocess.py" --val_data_dir="$dataset_path" --run_mode=val \
+    "$PYTHON" "$root/postprocess.py" --val_data_dir="$dataset_path" --run_mode=val \
         --pre_result_path=./preprocess_Result --result_path=./result_Files --save_result_dir=. \
         "${config_args[@]}" &> postprocess.log
 }
@@ -118,9 +102,6 @@ if [ "$preprocess_images" == "y" ]; then
         echo "error: preprocess failed, see $PWD/preprocess.log" >&2
         exit 1
     fi
-elif [ ! -d ./preprocess_Result/images ] || [ ! -d ./preprocess_Result/meta ]; then
-    echo "error: PREPROCESS_IMAGES=n but $PWD/preprocess_Result has no images/ and meta/: run with y first" >&2
-    exit 1
 fi
 
 if [ -n "$INFER_APP" ]; then

@@ -8,7 +8,7 @@
 # Usage: bash scripts/run_quick_start.sh OUT_DIR [--key=value ...]
 #   OUT_DIR       output folder (created; an existing quick-start folder is reused for its data)
 #   --key=value   overrides passed to train.py, eval.py and export.py after quick_start_config.yaml
-# PYTHON selects the interpreter (default: .venv/bin/python when present, else python).
+# PYTHON selects the interpreter (default: the project's .venv, see scripts/common.sh).
 set -euo pipefail
 
 usage() {
@@ -32,9 +32,8 @@ mkdir -p "$1"
 OUT=$(cd "$1" && pwd)
 shift
 OVERRIDES=("$@")
-if [ -z "${PYTHON:-}" ]; then
-    if [ -x "$ROOT/.venv/bin/python" ]; then PYTHON="$ROOT/.venv/bin/python"; else PYTHON=python; fi
-fi
+source "$ROOT/scripts/common.sh"
+require_python
 CONFIG="$ROOT/quick_start_config.yaml"
 DATA="$OUT/data"
 LOGS="$OUT/logs"

@@ -1,6 +1,7 @@
 """Helpers of the launcher, distributed, resume and ModelArts tests: a tiny network and subprocess runs."""
 import csv
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -93,3 +94,92 @@ def read_text(path):
             return f.read()
     except FileNotFoundError:
         return ""
+
+
+def mindrecord_image_ids(mindrecord_dir):
+    """Every image id of a MindRecord training set, in file order."""
+    import mindspore.dataset as ds
+    from src.dataset import mindrecord_files
+    reader = ds.MindDataset(mindrecord_files(mindrecord_dir), columns_list=["image_id"], shuffle=False)
+    return [int(r[0]) for r in reader.create_tuple_iterator(output_numpy=True, num_epochs=1)]
+
+
+def rank_pid(log_path, rank):
+    """The pid that train.py logged for ``rank`` ("rank R of N, pid P,"), or None before that line."""
+    match = re.search(r"rank %d of \d+, pid (\d+)," % rank, read_text(log_path))
+    return int(match.group(1)) if match else None
+
+
+def check_disjoint_shares(orders, all_ids, rows_per_epoch, epochs):
+    """Each epoch, the ranks' data-order records (--record_data_order, one CSV row list per rank)
+    hold disjoint sets of ``rows_per_epoch`` image ids whose union is the whole dataset."""
+    for epoch in range(epochs):
+        shares = [{int(row["image_id"]) for row in rows[rows_per_epoch * epoch:rows_per_epoch * (epoch + 1)]}
+                  for rows in orders]
+        assert all(len(share) == rows_per_epoch for share in shares), [len(s) for s in shares]
+        assert sum(len(share) for share in shares) == len(set().union(*shares)), "ranks read the same images"
+        assert sorted(set().union(*shares)) == sorted(all_ids)
+
+
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+DISTRIBUTED_CPU_SCRIPT = os.path.join(ROOT, "scripts", "run_distributed_train_cpu.sh")
+
+
+def second_host_bin(folder):
+    """A folder holding a test double of ``ip`` that lists a second host's network interfaces.
+
+    msrun starts its scheduler on a host whose ``ip -j addr`` lists MASTER_ADDR. Two launchers
+    on one machine would both start one and compete for MASTER_PORT; first on the NODE_RANK=1
+    launcher's PATH, this double (one address, 10.255.0.2) makes that launcher behave as on
+    another host. Everything else (msrun, scheduler, workers, communication) is real.
+    """
+    bin_dir = os.path.join(str(folder), "host1_bin")
+    os.makedirs(bin_dir, exist_ok=True)
+    double = os.path.join(bin_dir, "ip")
+    with open(double, "w", encoding="utf-8") as f:
+        f.write("#!/bin/sh\n# Test double: the network interfaces of a second host.\n"
+                "echo '[{\"ifindex\":2,\"ifname\":\"eth0\",\"addr_info\":"
+                "[{\"family\":\"inet\",\"local\":\"10.255.0.2\",\"prefixlen\":24}]}]'\n")
+    os.chmod(double, 0o755)
+    return bin_dir
+
+
+def start_two_hosts(folder, mindrecord_dir, train_args, cluster_time_out=120):
+    """Two launchers of a 2-host CPU job on this machine (WORKER_NUM=2, LOCAL_WORKER_NUM=1, NODE_RANK 0
+    and 1, a free MASTER_PORT), each in its own process group and with a PATH that lacks the project's
+    environment. Outputs in <folder>/host<r>/, the launchers' own output in <folder>/host<r>.out."""
+    port = str(free_port())
+    double_dir = second_host_bin(folder)
+    procs = []
+    for node in (0, 1):
+        environ = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "PYTHONPATH", "VIRTUAL_ENV")}
+        environ.update({"PATH": (double_dir + os.pathsep if node else "") + SYSTEM_PATH,
+                        "OUTPUT_DIR": os.path.join(str(folder), "host%d" % node), "LOCAL_WORKER_NUM": "1",
+                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(node),
+                        "CLUSTER_TIME_OUT": str(cluster_time_out)})
+        output_path = os.path.join(str(folder), "host%d.out" % node)
+        with open(output_path, "w", encoding="utf-8") as output:
+            proc = subprocess.Popen(["bash", DISTRIBUTED_CPU_SCRIPT, mindrecord_dir, "2"] + list(train_args),
+                                    cwd=str(folder), env=environ, stdout=output, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        proc.output_path = output_path
+        procs.append(proc)
+    return procs
+
+
+def finish_all(procs, timeout):
+    """(exit status, output, seconds until it ended) of each process started by start_two_hosts;
+    what still runs after ``timeout`` is killed (its time is inf)."""
+    start = time.time()
+    ended = {}
+    try:
+        while len(ended) < len(procs) and time.time() - start < timeout:
+            for i, proc in enumerate(procs):
+                if i not in ended and proc.poll() is not None:
+                    ended[i] = time.time() - start
+            time.sleep(0.2)
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+    return [(proc.wait(), read_text(proc.output_path), ended.get(i, float("inf"))) for i, proc in enumerate(procs)]

@@ -7,17 +7,15 @@ plan's rows), and here they are checked disjoint between the ranks and covering 
 in every epoch.
 """
 import os
-import re
 import signal
 import subprocess
 import time
 
 import mindspore as ms
-import mindspore.dataset as ds
 import numpy as np
 
-from ops_support import LEARN_FAST, ROOT, TINY, csv_rows, env, free_port, read_csv, read_text, wait_for
-from src.dataset import mindrecord_files
+from ops_support import (LEARN_FAST, ROOT, TINY, check_disjoint_shares, csv_rows, env, free_port,
+                         mindrecord_image_ids, rank_pid, read_csv, read_text, wait_for)
 
 SCRIPT = os.path.join(ROOT, "scripts", "run_distributed_train_cpu.sh")
 
@@ -26,16 +24,6 @@ def _launch_env(tmp_path, **extra):
     values = {"OUTPUT_DIR": str(tmp_path / "out"), "MASTER_PORT": str(free_port()), "CLUSTER_TIME_OUT": "120"}
     values.update(extra)
     return values
-
-
-def _image_ids(mindrecord_dir):
-    reader = ds.MindDataset(mindrecord_files(mindrecord_dir), columns_list=["image_id"], shuffle=False)
-    return [int(r[0]) for r in reader.create_tuple_iterator(output_numpy=True, num_epochs=1)]
-
-
-def _rank_pid(log_path, rank):
-    match = re.search(r"rank %d of 2, pid (\d+)," % rank, read_text(log_path))
-    return int(match.group(1)) if match else None
 
 
 def test_two_cpu_workers_train_in_data_parallel(synthetic_mindrecord, tmp_path):
@@ -51,7 +39,7 @@ def test_two_cpu_workers_train_in_data_parallel(synthetic_mindrecord, tmp_path):
                              stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         assert wait_for(lambda: csv_rows(csvs[1]) >= 2, 400, proc=first), read_text(log[1])[-3000:]
-        os.kill(_rank_pid(log[1], 1), signal.SIGTERM)
+        os.kill(rank_pid(log[1], 1), signal.SIGTERM)
         output, _ = first.communicate(timeout=300)
     finally:
         if first.poll() is None:
@@ -86,15 +74,10 @@ def test_two_cpu_workers_train_in_data_parallel(synthetic_mindrecord, tmp_path):
     assert int(a["global_step"].asnumpy().reshape(-1)[0]) == 12 and int(a["group_size"].asnumpy()) == 2
 
     # Each rank saw a different half of the data in every epoch (across the interruption).
-    all_ids = sorted(_image_ids(data))
     orders = [read_csv(out / ("LOG%d" % r) / ("ckpt_%d" % r) / ("data_order_rank%d.csv" % r)) for r in (0, 1)]
     for rank_rows in orders:
         assert [int(row["step"]) for row in rank_rows] == [s for s in range(1, 13) for _ in range(2)]
-    for epoch in (0, 1):
-        halves = [{int(row["image_id"]) for row in rows[12 * epoch:12 * epoch + 12]} for rows in orders]
-        assert len(halves[0]) == len(halves[1]) == 12
-        assert not halves[0] & halves[1]
-        assert sorted(halves[0] | halves[1]) == all_ids
+    check_disjoint_shares(orders, mindrecord_image_ids(data), rows_per_epoch=12, epochs=2)
 
     # The loss fell: mean over both ranks (= the global batch) of epoch 2 against epoch 1.
     losses = np.array([[float(row["loss"]) for row in read_csv(c)] for c in csvs])
@@ -113,7 +96,7 @@ def test_a_dead_worker_fails_the_job_quickly_with_a_clear_message(synthetic_mind
     csv1 = out / "LOG1" / "ckpt_1" / "training_log_rank1.csv"
     try:
         assert wait_for(lambda: csv_rows(csv1) >= 1, 300, proc=proc), read_text(log1)[-3000:]
-        pid = _rank_pid(log1, 1)
+        pid = rank_pid(log1, 1)
         os.kill(pid, signal.SIGKILL)  # rank 1 dies in the middle of training
         killed_at = time.time()
         output, _ = proc.communicate(timeout=240)

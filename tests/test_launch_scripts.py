@@ -1,10 +1,12 @@
-"""scripts/run_*.sh: argument checks, usage on error, relative paths, exit status, background runs.
+"""scripts/*.sh: argument checks, usage on error, relative paths, exit status, background runs,
+finding the Python environment, the multi-host settings of the msrun launchers.
 
 The Ascend and GPU scripts are run up to the point where this CPU-only machine stops them
 (checks, then a job that fails at start because the backend is missing, which the script
 must report as a failure)."""
 import os
 import re
+import shutil
 import socket
 
 import pytest
@@ -16,6 +18,7 @@ TRAIN_SCRIPTS = ["run_standalone_train_ascend.sh", "run_standalone_train_gpu.sh"
                  "run_distributed_train_ascend.sh", "run_distributed_train_ascend_msrun.sh",
                  "run_distributed_train_gpu.sh", "run_distributed_train_cpu.sh"]
 EVAL_SCRIPTS = ["run_standalone_eval_ascend.sh", "run_standalone_eval_gpu.sh", "run_standalone_eval_cpu.sh"]
+OTHER_SCRIPTS = ["convert_dataset_to_mindrecord.sh", "run_infer_310.sh"]
 
 
 def _script(name, *args, cwd=ROOT, extra_env=None, path_first=None, timeout=120):
@@ -24,7 +27,7 @@ def _script(name, *args, cwd=ROOT, extra_env=None, path_first=None, timeout=120)
                extra_env=extra_env, **kwargs)
 
 
-@pytest.mark.parametrize("name", TRAIN_SCRIPTS + EVAL_SCRIPTS)
+@pytest.mark.parametrize("name", TRAIN_SCRIPTS + EVAL_SCRIPTS + OTHER_SCRIPTS)
 def test_no_argument_prints_usage_and_fails(name):
     result = _script(name)
     assert result.returncode == 2
@@ -76,6 +79,15 @@ def test_rank_table_script_refuses_a_host_without_the_devices(synthetic_mindreco
     assert "could not generate the launch commands" in result.stderr
 
 
+def test_rank_table_script_passes_the_server_id(synthetic_mindrecord, tmp_path):
+    """SERVER_ID picks this host's server of a multi-server table (here one the table lacks)."""
+    table = os.path.join(ROOT, "tests", "data", "rank_table_16p_2servers.json")
+    result = _script("run_distributed_train_ascend.sh", synthetic_mindrecord.mindrecord_dir, table,
+                     extra_env={"OUTPUT_DIR": str(tmp_path / "out"), "SERVER_ID": "10.9.9.9", "DEVICE_COUNT": "8"})
+    assert result.returncode == 2
+    assert "server 10.9.9.9 is not in rank table" in result.stderr
+
+
 def test_rank_table_script_reports_failed_ranks(synthetic_mindrecord, tmp_path):
     """With DEVICE_COUNT faking 2 devices the ranks start, fail (no Ascend here) and the job fails."""
     table = os.path.join(ROOT, "tests", "data", "rank_table_2p.json")
@@ -95,11 +107,78 @@ def test_rank_table_script_reports_failed_ranks(synthetic_mindrecord, tmp_path):
 def test_msrun_absent_is_named(synthetic_mindrecord, tmp_path):
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    os.symlink(PYTHON, bin_dir / "python")  # python is there, msrun is not
+    python = bin_dir / "python"  # an environment with python (and MindSpore) but without msrun
+    python.write_text('#!/bin/sh\nexec "%s" "$@"\n' % PYTHON)
+    python.chmod(0o755)
     result = _script("run_distributed_train_cpu.sh", synthetic_mindrecord.mindrecord_dir, "2",
-                     path_first=str(bin_dir), extra_env={"PATH": "%s:/usr/bin:/bin" % bin_dir})
-    assert result.returncode == 1
-    assert "msrun not found on PATH" in result.stderr
+                     path_first=str(bin_dir), extra_env={"PATH": "/usr/bin:/bin", "PYTHON": str(python)})
+    assert result.returncode == 2
+    assert "msrun not found in %s nor on PATH" % bin_dir in result.stderr
+
+
+@pytest.mark.parametrize("env_values, message", [
+    ({"LOCAL_WORKER_NUM": "3"}, "LOCAL_WORKER_NUM=3 does not divide the total WORKER_NUM=4"),
+    ({"LOCAL_WORKER_NUM": "0"}, "LOCAL_WORKER_NUM must be at least 1, got 0"),
+    ({"LOCAL_WORKER_NUM": "2", "NODE_RANK": "2"}, "NODE_RANK=2 but the job has 2 host(s)"),
+    ({"NODE_RANK": "x"}, "NODE_RANK must be an integer, got 'x'"),
+    ({"LOCAL_WORKER_NUM": "2", "NODE_RANK": "1", "MASTER_ADDR": "no-such-host.invalid"},
+     "MASTER_ADDR 'no-such-host.invalid' does not resolve"),
+    ({"MASTER_PORT": "80"}, "MASTER_PORT must be at least 1024, got 80"),
+])
+def test_bad_multihost_settings_are_named(synthetic_mindrecord, tmp_path, env_values, message):
+    values = dict(env_values, OUTPUT_DIR=str(tmp_path / "out"))
+    result = _script("run_distributed_train_cpu.sh", synthetic_mindrecord.mindrecord_dir, "4", extra_env=values)
+    assert result.returncode == 2
+    assert message in result.stderr and "Usage:" in result.stderr
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_the_launchers_find_the_project_environment(synthetic_coco, tmp_path):
+    """A PATH without the environment: the script finds the project's .venv by itself."""
+    result = _script("convert_dataset_to_mindrecord.sh", synthetic_coco.root, tmp_path / "mr", path_first="/usr/bin",
+                     extra_env={"PATH": "/usr/bin:/bin"}, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "converted 24 images" in result.stdout
+
+
+def _scripts_without_environment(tmp_path):
+    """A copy of the project's scripts folder in a project without .venv."""
+    shutil.copytree(SCRIPTS, tmp_path / "project" / "scripts")
+    return str(tmp_path / "project" / "scripts")
+
+
+@pytest.mark.parametrize("name, args", [
+    ("convert_dataset_to_mindrecord.sh", ["{coco}", "{tmp}/mr"]),
+    ("run_standalone_train_cpu.sh", ["{data}"]),
+    ("run_distributed_train_cpu.sh", ["{data}", "2"]),
+    ("run_standalone_eval_cpu.sh", ["val", "{coco}", "{ckpt}"]),
+])
+def test_no_environment_is_one_clear_line(synthetic_mindrecord, tmp_path, name, args):
+    scripts = _scripts_without_environment(tmp_path)
+    ckpt = tmp_path / "m.ckpt"
+    ckpt.write_bytes(b"x")
+    values = {"coco": synthetic_mindrecord.root, "data": synthetic_mindrecord.mindrecord_dir, "tmp": str(tmp_path),
+              "ckpt": str(ckpt)}
+    result = run(["bash", os.path.join(scripts, name)] + [a.format(**values) for a in args], 60, cwd=str(tmp_path),
+                 extra_env={"PATH": "/usr/bin:/bin", "OUTPUT_DIR": str(tmp_path / "out")}, path_first="/usr/bin")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: no Python environment with MindSpore found (%s/.venv is absent); run: bash %s/setup_env.sh "
+        "(creates .venv), or set PYTHON to an interpreter with MindSpore" % (os.path.dirname(scripts), scripts)]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert not (tmp_path / "mr").exists() and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("python, message", [
+    ("/nonexistent/python", "PYTHON=/nonexistent/python is not an executable"),
+    ("/usr/bin/env", "/usr/bin/env cannot import mindspore"),
+])
+def test_a_bad_python_is_one_clear_line(synthetic_coco, tmp_path, python, message):
+    result = _script("convert_dataset_to_mindrecord.sh", synthetic_coco.root, tmp_path / "mr",
+                     extra_env={"PYTHON": python})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "scripts/setup_env.sh" in lines[0]
 
 
 def test_busy_master_port_is_named(synthetic_mindrecord):
