@@ -12,6 +12,7 @@ float32 detections, and postprocess.py reads both.
 import glob
 import json
 import os
+import time
 
 import numpy as np
 
@@ -71,3 +72,28 @@ def read_detections(result_dir, image_id):
     if dets.size == 0 or dets.size % 6:
         raise DataError("%s holds %d floats: not (1, K, 6) detections" % (path, dets.size))
     return dets.reshape(-1, 6)
+
+
+def infer_bin_folder(files, shape, dtype, predict, output_path):
+    """Run ``predict(array) -> list of arrays`` on each raw .bin input; write ``<stem>_<i>.bin`` outputs.
+
+    Every file must hold exactly one ``shape`` x ``dtype`` input. Returns the seconds spent in
+    ``predict`` (the runners' inference time, file I/O excluded).
+    """
+    from .file_io import write_array_atomic
+    expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    os.makedirs(output_path, exist_ok=True)
+    total = 0.0
+    for path in files:
+        size = os.path.getsize(path)
+        if size != expected:
+            raise ValueError("%s holds %d bytes but the model input %s %s needs %d"
+                             % (path, size, tuple(shape), np.dtype(dtype).name, expected))
+        data = np.fromfile(path, dtype).reshape(shape)
+        start = time.perf_counter()
+        arrays = predict(data)
+        total += time.perf_counter() - start
+        stem = os.path.splitext(os.path.basename(path))[0]
+        for i, array in enumerate(arrays):
+            write_array_atomic(os.path.join(output_path, "%s_%d.bin" % (stem, i)), np.ascontiguousarray(array))
+    return total

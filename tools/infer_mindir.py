@@ -13,14 +13,13 @@ import glob
 import logging
 import os
 import sys
-import time
 
 import numpy as np
 
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from src.file_io import write_array_atomic  # noqa: E402
+from src.infer_chain import infer_bin_folder  # noqa: E402
 from src.model_utils.device_adapter import set_device  # noqa: E402
 from src.model_utils.entry import guarded, setup_logging  # noqa: E402
 
@@ -71,24 +70,13 @@ def run(args):
     if len(inputs) != 1:
         raise ValueError("%s has %d inputs; this runner feeds one" % (args.mindir_path, len(inputs)))
     _, shape, dtype = inputs[0]
-    expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
     net = nn.GraphCell(ms.load(args.mindir_path))
-    os.makedirs(args.output_path, exist_ok=True)
-    total = 0.0
-    for path in files:
-        size = os.path.getsize(path)
-        if size != expected:
-            raise ValueError("%s holds %d bytes but the model input %s %s needs %d"
-                             % (path, size, shape, np.dtype(dtype).name, expected))
-        data = np.fromfile(path, dtype).reshape(shape)
-        start = time.perf_counter()
+
+    def predict(data):
         outputs = net(Tensor(data))
-        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
-        arrays = [o.asnumpy() for o in outputs]
-        total += time.perf_counter() - start
-        stem = os.path.splitext(os.path.basename(path))[0]
-        for i, array in enumerate(arrays):
-            write_array_atomic(os.path.join(args.output_path, "%s_%d.bin" % (stem, i)), np.ascontiguousarray(array))
+        return [o.asnumpy() for o in (outputs if isinstance(outputs, (tuple, list)) else (outputs,))]
+
+    total = infer_bin_folder(files, shape, dtype, predict, args.output_path)
     logger.info("%d inputs inferred in %.1f s (%.2f ms per input, first one includes compilation) -> %s",
                 len(files), total, 1000 * total / len(files), args.output_path)
     return len(files)

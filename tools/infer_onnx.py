@@ -14,7 +14,6 @@ import glob
 import logging
 import os
 import sys
-import time
 
 import numpy as np
 
@@ -96,7 +95,7 @@ def onnx_predictor(path, num_classes, flip_test, threads=0):
 
 
 def run(args):
-    from src.file_io import write_array_atomic
+    from src.infer_chain import infer_bin_folder
     if not os.path.isdir(args.input_path):
         raise FileNotFoundError("input folder not found: %s" % args.input_path)
     files = sorted(glob.glob(os.path.join(args.input_path, "*.bin")))
@@ -106,21 +105,7 @@ def run(args):
     if None in runner.shape:
         raise ValueError("%s has a dynamic input shape %s; .bin inputs carry no shape: export with a fixed "
                          "export_config.input_res" % (args.onnx_path, runner.shape))
-    expected = int(np.prod(runner.shape)) * 4
-    os.makedirs(args.output_path, exist_ok=True)
-    total = 0.0
-    for path in files:
-        size = os.path.getsize(path)
-        if size != expected:
-            raise ValueError("%s holds %d bytes but the model input %s float32 needs %d"
-                             % (path, size, runner.shape, expected))
-        data = np.fromfile(path, np.float32).reshape(runner.shape)
-        start = time.perf_counter()
-        outputs = runner(data)
-        total += time.perf_counter() - start
-        stem = os.path.splitext(os.path.basename(path))[0]
-        for i, array in enumerate(outputs):
-            write_array_atomic(os.path.join(args.output_path, "%s_%d.bin" % (stem, i)), np.ascontiguousarray(array))
+    total = infer_bin_folder(files, runner.shape, np.float32, runner, args.output_path)
     logger.info("%d inputs inferred by ONNX Runtime in %.1f s (%.2f ms per input) -> %s",
                 len(files), total, 1000 * total / len(files), args.output_path)
     return len(files)
