@@ -1,6 +1,8 @@
 """Checkpoint I/O: atomic save, listing, loading with named mismatches, resume state checks."""
+import errno
 import logging
 import os
+import re
 
 import mindspore as ms
 import numpy as np
@@ -115,3 +117,40 @@ def test_resume_state_round_trip_and_mismatches(tmp_path):
     ms.save_checkpoint(cell.network.network, plain)
     with pytest.raises(CheckpointError, match="not a training checkpoint"):
         load_train_state(_train_cell(cfg), plain, meta)
+
+
+class _FillingFile:
+    """Test double of a file on a nearly full disk: accepts ``room`` bytes, then raises ENOSPC."""
+
+    def __init__(self, path, room):
+        self._file, self._room = open(path, "wb"), room
+
+    def write(self, data):
+        if len(data) > self._room:
+            self._file.write(bytes(data[:self._room]))
+            self._room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(data)
+        return self._file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
+
+
+def test_disk_full_while_saving_names_the_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    """Fault: the disk fills up while a checkpoint is saved | OSError naming the checkpoint, the MB it needs and the MB free; no partial or temporary file left."""
+    from mindspore.train import serialization
+    serialization._ensure_ckpt_fs_initialized()  # MindSpore sets its writer up on first use; patch it after
+    monkeypatch.setattr(serialization._ckpt_fs, "create", lambda path, *args: _FillingFile(path, 1000))
+    net = nn.Dense(64, 64)
+    target = tmp_path / checkpoint_name(1, 1)
+    with pytest.raises(OSError, match=r"no space left on the device to save checkpoint %s: it needs about "
+                                      r"1\d\.\d KB, [\d.]+ [KMG]B are free in " % re.escape(str(target))):
+        save_checkpoint_atomic(net, str(target))
+    assert os.listdir(tmp_path) == []
