@@ -155,13 +155,14 @@ def _short(names, limit=6):
     return ", ".join(names[:limit]) + (" ... (%d in all)" % len(names) if len(names) > limit else "")
 
 
-def load_network_weights(network, path, filter_weight=False):
+def load_network_weights(network, path, filter_weight=False, complete=False):
     """Load the network weights in ``path`` (backbone-only, network or training checkpoint).
 
     Missing, unexpected and shape-mismatched parameters are reported by name. A shape
     mismatch is an error, except in the heads when ``filter_weight`` is set (fine-tuning to
-    another class count): those heads keep their fresh initialisation. Returns the number of
-    parameters loaded.
+    another class count): those heads keep their fresh initialisation. With ``complete``
+    (evaluation, export, detection) a checkpoint that leaves any network parameter at its
+    random initialisation is an error. Returns the number of parameters loaded.
     """
     saved = read_checkpoint(path)
     own = {p.name: p for p in network.get_parameters()}
@@ -188,6 +189,11 @@ def load_network_weights(network, path, filter_weight=False):
     if head_mismatch:
         logger.warning("filter_weight: heads left at their initialisation: %s", _short(head_mismatch, 4))
     missing = [n for n in own if n not in saved]
+    if complete and missing:
+        raise CheckpointError("checkpoint %s leaves %d of the %d network parameters uninitialised (%s): it was "
+                              "written for another network (net_config.block_type/block_class?) or holds the "
+                              "backbone only; use a checkpoint of the whole network"
+                              % (path, len(missing), len(own), _short(missing, 4)))
     if unexpected:
         logger.warning("checkpoint %s: %d parameters unknown to the network, ignored: %s",
                        path, len(unexpected), _short(unexpected))
@@ -196,8 +202,8 @@ def load_network_weights(network, path, filter_weight=False):
         logger.warning("checkpoint %s lacks %d backbone parameters: %s", path, len(backbone_missing),
                        _short(backbone_missing))
     elif missing:
-        logger.info("checkpoint %s covers the backbone only; %d up-path/head parameters start fresh", path,
-                    len(missing))
+        logger.info("checkpoint %s covers the backbone only; %d up-path/head parameters start fresh: %s", path,
+                    len(missing), _short(missing))
     ms.load_param_into_net(network, matched, strict_load=False)
     logger.info("loaded %d of %d network parameters from %s", len(matched), len(own), path)
     return len(matched)

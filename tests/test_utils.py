@@ -154,3 +154,20 @@ def test_disk_full_while_saving_names_the_file_and_leaves_no_temporary(tmp_path,
                                       r"1\d\.\d KB, [\d.]+ [KMG]B are free in " % re.escape(str(target))):
         save_checkpoint_atomic(net, str(target))
     assert os.listdir(tmp_path) == []
+
+
+def test_checkpoint_leaving_parameters_uninitialised_is_refused_where_complete(tmp_path, caplog):
+    """Bad input: a checkpoint that leaves network parameters uninitialised ([1,1,1,1] weights into a [2,2,2,2] network) | evaluation, export and detection refuse it naming the missing parameters; training from a backbone-only checkpoint lists the fresh ones."""
+    path = str(tmp_path / "r1111.ckpt")
+    ms.save_checkpoint(_net(), path)
+    deeper = _net(3, "--net_config.block_class=[2,2,2,2]")
+    with pytest.raises(CheckpointError, match=r"r1111.ckpt leaves \d+ of the \d+ network parameters uninitialised "
+                                              r"\(backbone.layer1.1"):
+        load_network_weights(deeper, path, complete=True)
+    backbone = [{"name": p.name, "data": p.value()} for p in _net().get_parameters() if p.name.startswith("backbone.")]
+    ms.save_checkpoint(backbone, str(tmp_path / "backbone.ckpt"))
+    with pytest.raises(CheckpointError, match="uninitialised"):
+        load_network_weights(_net(), str(tmp_path / "backbone.ckpt"), complete=True)
+    with caplog.at_level(logging.INFO):
+        load_network_weights(_net(), str(tmp_path / "backbone.ckpt"))
+    assert "start fresh: deconv_layers." in caplog.text
