@@ -81,7 +81,7 @@ def test_corrupt_missing_images_skipped_and_bad_boxes_dropped(synthetic_coco, tm
     assert {(s["image_id"], s["reason"]) for s in summary["skipped"]} == \
         {(corrupt["id"], "undecodable"), (missing["id"], "missing")}
     assert summary["num_dropped_annotations"] == 2
-    assert summary["dropped_annotations"] == {"non_positive_size": 2}
+    assert summary["dropped_annotations"] == {"zero_size": 2, "non_finite": 0, "outside_image": 0, "unknown_image": 0}
     rows = _rows(out, "p.mind")
     assert len(rows) == 22 and corrupt["id"] not in rows and missing["id"] not in rows
     first = rows[doc["annotations"][0]["image_id"]]
@@ -128,7 +128,7 @@ def test_unknown_category_is_an_error_and_orphan_annotations_are_dropped(synthet
     orphan = tmp_path / "orphan.json"
     orphan.write_text(json.dumps(doc), encoding="utf-8")
     summary = D.coco_to_mindrecord(str(orphan), synthetic_coco.train_images, str(tmp_path / "mr"), workers=1)
-    assert summary["dropped_annotations"] == {"unknown_image": 1} and summary["num_images"] == 24
+    assert summary["dropped_annotations"]["unknown_image"] == 1 and summary["num_images"] == 24
     doc["annotations"][-1] = dict(doc["annotations"][0], id=10 ** 6, category_id=999)
     unknown = tmp_path / "unknown_cat.json"
     unknown.write_text(json.dumps(doc), encoding="utf-8")
