@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -211,3 +212,61 @@ def test_cli_and_shell_script(synthetic_coco, tmp_path):
 def test_default_prefix_is_the_configured_one(make_config):
     assert D.configured_prefix() == make_config().mindrecord_prefix
     assert D.configured_prefix("other.mind") == "other.mind"
+
+
+_SLOW_CONVERSION = """
+import sys, time
+sys.path.insert(0, %r)
+from src import dataset as D
+read = D.read_and_check
+def slow_read(path):  # slows the workers' reading so that the test can kill the converter mid-run
+    time.sleep(0.3)
+    return read(path)
+D.read_and_check = slow_read
+D.coco_to_mindrecord(%r, %r, %r, "p.mind", shards=1, workers=2)
+"""
+
+
+def _children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid), encoding="utf-8") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the worker processes")
+def test_killed_converter_workers_end_quietly_and_the_next_run_removes_its_folder(synthetic_coco, tmp_path):
+    """Fault: the converter killed mid-run (SIGKILL) | its workers end with it without a traceback; the next conversion of the prefix removes the hidden partial folder and reports it."""
+    out = str(tmp_path / "mr")
+    script = tmp_path / "slow.py"
+    script.write_text(_SLOW_CONVERSION % (ROOT, synthetic_coco.train_ann, synthetic_coco.train_images, out))
+    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (os.path.isdir(out) and any(n.startswith(".tmp-p.mind-") for n in
+                                                                       os.listdir(out)) and _children(proc.pid)):
+        time.sleep(0.1)
+    time.sleep(1.0)                                   # the workers are reading
+    workers = _children(proc.pid)
+    assert workers, "the converter started no worker"
+    proc.kill()
+    stderr = proc.communicate(timeout=30)[1]
+    deadline = time.time() + 5
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "workers outlived the killed converter"
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    stale = [n for n in os.listdir(out) if n.startswith(".tmp-p.mind-")]
+    assert len(stale) == 1
+    summary = D.coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, out, "p.mind", shards=1,
+                                   workers=1)
+    assert summary["stale_temporaries_removed"] == [os.path.join(out, stale[0])]
+    assert not [n for n in os.listdir(out) if n.startswith(".tmp-")] and summary["num_images"] == 24
