@@ -65,6 +65,7 @@ def test_meta_sidecar_describes_classes(synthetic_coco, synthetic_mindrecord):
 
 
 def test_corrupt_missing_images_skipped_and_bad_boxes_dropped(synthetic_coco, tmp_path):
+    """Bad input: corrupt or missing image files | the converter skips them, logs each by name and counts the reasons in its summary and meta."""
     ann_file, image_dir = _copy_coco(synthetic_coco, str(tmp_path))
     doc = _load(ann_file)
     corrupt, missing = doc["images"][5], doc["images"][6]
@@ -92,6 +93,7 @@ def test_corrupt_missing_images_skipped_and_bad_boxes_dropped(synthetic_coco, tm
 
 
 def test_existing_output_needs_overwrite(synthetic_coco, tmp_path):
+    """Bad input: converting onto an existing dataset of the same prefix | an error naming the folder and --overwrite; the old dataset is kept."""
     out = str(tmp_path / "mr")
     D.coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, out, "p.mind", shards=3, workers=1)
     with pytest.raises(FileExistsError, match="p.mind") as err:
@@ -107,6 +109,7 @@ def test_existing_output_needs_overwrite(synthetic_coco, tmp_path):
 
 
 def test_missing_inputs_raise_naming_the_path_and_write_nothing(synthetic_coco, tmp_path):
+    """Bad input: a missing annotation file or image folder, malformed json | an error naming the path; nothing written."""
     out = str(tmp_path / "mr")
     missing_ann = str(tmp_path / "nope.json")
     with pytest.raises(DataError, match="nope.json"):
@@ -124,6 +127,7 @@ def test_missing_inputs_raise_naming_the_path_and_write_nothing(synthetic_coco, 
 
 
 def test_unknown_category_is_an_error_and_orphan_annotations_are_dropped(synthetic_coco, tmp_path):
+    """Bad input: an annotation with a category not in 'categories', or of an unknown image | an error naming the annotation and category; orphan annotations dropped and counted."""
     doc = _load(synthetic_coco.train_ann)
     doc["annotations"].append(dict(doc["annotations"][0], id=10 ** 6, image_id=424242))
     orphan = tmp_path / "orphan.json"
@@ -139,6 +143,7 @@ def test_unknown_category_is_an_error_and_orphan_annotations_are_dropped(synthet
 
 
 def test_failure_mid_write_leaves_no_partial_output(synthetic_coco, tmp_path, monkeypatch):
+    """Fault: the MindRecord writer fails mid-conversion | the error propagates; no shard, index or temporary folder is left."""
     from mindspore.mindrecord import FileWriter
     out = str(tmp_path / "mr")
     D.coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, out, "p.mind", shards=2, workers=1)
@@ -162,6 +167,7 @@ def test_failure_mid_write_leaves_no_partial_output(synthetic_coco, tmp_path, mo
 
 
 def test_all_images_unreadable_is_an_error_without_output(synthetic_coco, tmp_path):
+    """Bad input: no readable image at all | an error naming the image folder; nothing written."""
     ann_file, image_dir = _copy_coco(synthetic_coco, str(tmp_path))
     for name in os.listdir(image_dir):
         (tmp_path / "train2017" / name).write_bytes(b"garbage")

@@ -53,6 +53,7 @@ def test_air_needs_ascend_and_nothing_is_written(ckpt, tmp_path, capsys):
 
 
 def test_bad_checkpoint_or_resolution_is_refused(tmp_path, capsys):
+    """Bad input: export with a checkpoint for another class count, an input size not a multiple of 32, a missing checkpoint | exit 2 with one line naming the checkpoint or key; nothing written."""
     other = small_checkpoint(tmp_path / "c80.ckpt", num_classes=80)
     assert _export(tmp_path, other) != 0
     err = capsys.readouterr().err

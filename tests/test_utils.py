@@ -24,6 +24,7 @@ def _net(classes=3, *extra):
 
 
 def test_atomic_save_listing_and_pruning(tmp_path):
+    """Fault: a run killed while saving a checkpoint | the partial .tmp- file never counts as a checkpoint and is removed at the next start."""
     net = nn.Dense(2, 2)
     for epoch, step in ((1, 5), (2, 3), (1, 10), (10, 1)):
         save_checkpoint_atomic(net, str(tmp_path / checkpoint_name(epoch, step)))
@@ -61,6 +62,7 @@ def test_full_and_backbone_checkpoints_load(tmp_path, caplog):
 
 
 def test_head_mismatch_needs_filter_weight(tmp_path):
+    """Bad input: a checkpoint with heads for another class count | an error naming the head parameters and --filter_weight=true."""
     path = str(tmp_path / "other_classes.ckpt")
     ms.save_checkpoint(_net(5), path)
     with pytest.raises(CheckpointError, match="hm.2.weight.*filter_weight"):
@@ -72,6 +74,7 @@ def test_head_mismatch_needs_filter_weight(tmp_path):
 
 
 def test_body_mismatch_and_garbage_are_errors(tmp_path):
+    """Bad input: a checkpoint of another backbone, a corrupt file, a missing file, an unrelated network | CheckpointError naming the file and the mismatched parameters."""
     path = str(tmp_path / "r18.ckpt")
     ms.save_checkpoint(CenterNetDet(get_config(["--net_config.block_type=BasicBlock",
                                                 "--net_config.block_class=[2,1,1,1]"]).net_config, 3), path)

@@ -92,11 +92,13 @@ def test_overrides_top_level_nested_and_lists():
     (["--config_path=/nonexistent/cfg.yaml"], "config file not found"),
 ])
 def test_bad_options_name_the_key(argv, message):
+    """Bad input: an unknown option, a value of the wrong type, a value not among the choices | one line naming the option, with the close matches or the expected type and choices."""
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         get_config(argv)
 
 
 def test_partial_yaml_is_merged_and_checked(tmp_path):
+    """Bad input: a configuration file with an unknown key or a wrong type | one line naming the file and the key."""
     good = tmp_path / "small.yaml"
     good.write_text("epoch_size: 3\nnet_config:\n    block_class: [2, 2, 2, 2]\n    block_type: BasicBlock\n")
     cfg = get_config(["--config_path=%s" % good, "--epoch_size=5"])
