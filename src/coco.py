@@ -14,6 +14,7 @@ import collections
 import contextlib
 import io
 import json
+import math
 import os
 
 # Annotation file and image folder below a COCO root: the training split and, per run_mode, evaluation.
@@ -25,6 +26,10 @@ COCO_CATEGORY_IDS = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16, 17, 18, 
                      28, 31, 32, 33, 34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53,
                      54, 55, 56, 57, 58, 59, 60, 61, 62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80,
                      81, 82, 84, 85, 86, 87, 88, 89, 90)
+
+
+# Why the converter drops an annotation (the keys of its summary's dropped_annotations).
+DROP_REASONS = ("non_finite", "zero_size", "outside_image", "unknown_image")
 
 
 class DataError(ValueError):
@@ -48,6 +53,15 @@ def _read_json(ann_file):
         raise DataError("annotation file is a folder: %s" % ann_file) from err
     except (ValueError, UnicodeDecodeError) as err:
         raise DataError("malformed json in %s: %s" % (ann_file, err)) from err
+
+
+def _outside(x, y, w, h, width, height):
+    """Whether box (x, y, w, h) has no overlap with a ``width`` x ``height`` image (False when unknown)."""
+    try:
+        width, height = float(width), float(height)
+    except (TypeError, ValueError):
+        return False
+    return x >= width or y >= height or x + w <= 0 or y + h <= 0
 
 
 class CocoData:
@@ -114,13 +128,21 @@ class CocoData:
     def objects_by_image(self):
         """Training objects: ({image_id: [(x1, y1, x2, y2, category_id, iscrowd)]}, {"dropped_annotations"}).
 
-        Annotations of unknown images or with w or h <= 0 are dropped and counted; one without
-        a valid bbox/category_id/image_id, or with a category not in 'categories', is an error.
+        Annotations are dropped and counted by reason: of an unknown image ("unknown_image"),
+        with a NaN or infinite coordinate ("non_finite"), with w or h <= 0 ("zero_size"), or
+        lying entirely outside an image whose width and height are given ("outside_image").
+        One without a valid bbox/category_id/image_id, or with a category not in 'categories',
+        is an error, and so is a file without an 'annotations' list (an empty list is legal).
         """
-        image_ids, category_ids = {i["id"] for i in self.images}, set(self.category_ids)
+        if not self.has_annotations:
+            raise DataError("%s has no 'annotations' list: it cannot train a detector (an image_info file?); "
+                            "give an instances file, or \"annotations\": [] for images without objects"
+                            % self.ann_file)
+        sizes = {i["id"]: (i.get("width"), i.get("height")) for i in self.images}
+        image_ids, category_ids = set(sizes), set(self.category_ids)
         by_image = collections.defaultdict(list)
-        dropped = collections.Counter()
-        for ann in self.doc.get("annotations") or []:
+        dropped = dict.fromkeys(DROP_REASONS, 0)
+        for ann in self.doc["annotations"]:
             try:
                 x, y, w, h = (float(v) for v in ann["bbox"])
                 cat, img = int(ann["category_id"]), int(ann["image_id"])
@@ -132,11 +154,15 @@ class CocoData:
                                 % (self.ann_file, ann.get("id"), cat))
             if img not in image_ids:
                 dropped["unknown_image"] += 1
+            elif not all(math.isfinite(v) for v in (x, y, w, h)):
+                dropped["non_finite"] += 1
             elif w <= 0 or h <= 0:
-                dropped["non_positive_size"] += 1
+                dropped["zero_size"] += 1
+            elif _outside(x, y, w, h, *sizes[img]):
+                dropped["outside_image"] += 1
             else:
                 by_image[img].append((x, y, x + w, y + h, cat, int(bool(ann.get("iscrowd", 0)))))
-        return by_image, {"dropped_annotations": dict(dropped)}
+        return by_image, {"dropped_annotations": dropped}
 
     @property
     def coco(self):

@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -24,7 +25,7 @@ import numpy as np
 if __name__ == "__main__":
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from src.coco import TRAIN_LAYOUT, CocoData, DataError  # noqa: E402  (after the sys.path fix above)
+from src.coco import DROP_REASONS, TRAIN_LAYOUT, CocoData, DataError  # noqa: E402  (after the sys.path fix above)
 from src.file_io import publish_folder  # noqa: E402
 
 LOGGER = logging.getLogger(__name__)
@@ -63,6 +64,51 @@ def _read_chunk(paths):
     return [read_and_check(p) for p in paths]
 
 
+def _worker_init():
+    """Pool worker set-up: end with the parent, quietly.
+
+    Ctrl-C reaches the whole process group: the parent alone handles it and terminates the
+    pool. A parent killed outright (SIGKILL) makes the kernel send SIGTERM to the workers
+    (PR_SET_PDEATHSIG on Linux), whose default action ends them without a traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if sys.platform.startswith("linux"):
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        if os.getppid() == 1:  # the parent died before prctl took effect
+            os._exit(0)
+
+
+def remove_stale_temporaries(mindrecord_dir, prefix):
+    """Remove the temporary folders ``.tmp-<prefix>-<pid>-*`` of conversions whose process is gone.
+
+    A converter killed mid-run leaves its partial shards there; returns the removed paths.
+    """
+    if not os.path.isdir(mindrecord_dir):
+        return []
+    pattern = re.compile(r"^\.tmp-%s-(\d+)-" % re.escape(prefix))
+    removed = []
+    for name in sorted(os.listdir(mindrecord_dir)):
+        match = pattern.match(name)
+        path = os.path.join(mindrecord_dir, name)
+        if match and os.path.isdir(path) and not _process_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+            LOGGER.warning("removed %s, left by a conversion that was killed", path)
+            removed.append(path)
+    return removed
+
+
+def _process_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _chunked_results(paths, pool, workers):
     """Yield read_and_check results in order; at most 2 * workers chunks in flight (flat memory)."""
     chunks = [paths[i:i + CHUNK_IMAGES] for i in range(0, len(paths), CHUNK_IMAGES)]
@@ -96,15 +142,15 @@ def existing_outputs(mindrecord_dir, prefix):
 
 
 def _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index, image_dir, workers):
-    """Write all rows into ``tmp_dir``; returns (num_written, skipped list, num_objects)."""
+    """Write all rows into ``tmp_dir``; returns (num_written, skipped list, objects per written image)."""
     from mindspore.mindrecord import FileWriter
     from tqdm import tqdm
     writer = FileWriter(os.path.join(tmp_dir, prefix), shard_num=shards, overwrite=True)
     writer.add_schema(SCHEMA, "centernet coco detection")
     writer.add_index(["image_id"])
     paths = [os.path.join(image_dir, i["file_name"]) for i in images]
-    rows, row_bytes, written, objects, skipped = [], 0, 0, 0, []
-    pool = multiprocessing.get_context("fork").Pool(workers) if workers > 1 else None
+    rows, row_bytes, written, objects, skipped = [], 0, 0, [], []
+    pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) if workers > 1 else None
     try:
         with tqdm(total=len(images), unit="img", desc="convert", disable=None, mininterval=1.0) as bar:
             for image, path, (data, reason) in zip(images, paths, _chunked_results(paths, pool, workers)):
@@ -116,7 +162,7 @@ def _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index, ima
                 objs = anns_by_image.get(image["id"], [])
                 rows.append(_make_row(image, data, objs, cat_index))
                 row_bytes += len(data)
-                objects += len(objs)
+                objects.append(len(objs))
                 if len(rows) >= CHUNK_IMAGES or row_bytes >= CHUNK_BYTES:
                     writer.write_raw_data(rows)
                     written += len(rows)
@@ -146,13 +192,27 @@ def meta_path(mindrecord_dir, prefix):
     return os.path.join(mindrecord_dir, prefix + META_SUFFIX)
 
 
-def _summary(prefix, shards, categories, written, objects, skipped, stats, ann_file, image_dir):
-    """The conversion summary, also stored as the <prefix>.meta.json sidecar."""
+def over_max_objs(objects_per_image, max_objs):
+    """(images with more than ``max_objs`` objects, objects beyond the limit) of a {count: images} histogram."""
+    over = {int(n): int(k) for n, k in objects_per_image.items() if int(n) > max_objs}
+    return sum(over.values()), sum((n - max_objs) * k for n, k in over.items())
+
+
+def _summary(prefix, shards, categories, written, objects, skipped, stats, ann_file, image_dir, max_objs):
+    """The conversion summary, also stored as the <prefix>.meta.json sidecar.
+
+    ``objects``: the object count of each written image; its histogram is stored so that
+    training can count the objects beyond its own dataset_config.max_objs.
+    """
+    histogram = {str(n): k for n, k in sorted(collections.Counter(objects).items())}
+    images_over, objects_over = over_max_objs(histogram, max_objs)
     return {
         "prefix": prefix, "shards": shards,
         "files": [prefix] if shards == 1 else ["%s%d" % (prefix, i) for i in range(shards)],
         "categories": [{"index": k, "id": c["id"], "name": c["name"]} for k, c in enumerate(categories)],
-        "num_classes": len(categories), "num_images": written, "num_objects": objects,
+        "num_classes": len(categories), "num_images": written, "num_objects": sum(objects),
+        "objects_per_image": histogram, "max_objs": max_objs, "images_over_max_objs": images_over,
+        "objects_over_max_objs": objects_over,
         "num_skipped": len(skipped), "skipped_reasons": dict(collections.Counter(s["reason"] for s in skipped)),
         "skipped": skipped, "num_dropped_annotations": sum(stats["dropped_annotations"].values()),
         "dropped_annotations": stats["dropped_annotations"],
@@ -174,15 +234,21 @@ def load_coco(ann_file, image_dir):
     return data.categories, data.images, anns_by_image, stats
 
 
-def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=8, workers=0, overwrite=False):
+def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=8, workers=0, overwrite=False,
+                       max_objs=None):
     """Convert a COCO-format detection set to MindRecord shards; returns a summary dict.
 
-    Unreadable/missing/undecodable images are skipped and counted (``skipped``), boxes with
-    w or h <= 0 dropped and counted. Output appears atomically: rows are written in a
-    temporary folder inside ``mindrecord_dir`` and moved into place when complete.
+    Unreadable/missing/undecodable images are skipped and counted (``skipped``); non-finite,
+    zero-size and out-of-image boxes dropped and counted by reason; images with more than
+    ``max_objs`` objects (default: the yaml's dataset_config.max_objs) counted. Output appears
+    atomically: rows are written in a temporary folder inside ``mindrecord_dir`` and moved into
+    place when complete; the folders of killed conversions of the same prefix are removed.
     """
     start = time.time()
     prefix = configured_prefix(prefix)
+    if max_objs is None:
+        from src.model_utils.config import DEFAULT_CONFIG_PATH, load_yaml
+        max_objs = load_yaml(DEFAULT_CONFIG_PATH)[0]["dataset_config"]["max_objs"]
     categories, images, anns_by_image, stats = load_coco(ann_file, image_dir)
     clash = existing_outputs(mindrecord_dir, prefix)
     if clash and not overwrite:
@@ -193,11 +259,13 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=
     cat_index = {c["id"]: k for k, c in enumerate(categories)}
     created = not os.path.isdir(mindrecord_dir)
     os.makedirs(mindrecord_dir, exist_ok=True)
-    tmp_dir = tempfile.mkdtemp(prefix=".tmp-%s-" % prefix, dir=mindrecord_dir)
+    stale = remove_stale_temporaries(mindrecord_dir, prefix)
+    tmp_dir = tempfile.mkdtemp(prefix=".tmp-%s-%d-" % (prefix, os.getpid()), dir=mindrecord_dir)
     try:
         written, skipped, objects = _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index,
                                                   image_dir, workers)
-        summary = _summary(prefix, shards, categories, written, objects, skipped, stats, ann_file, image_dir)
+        summary = _summary(prefix, shards, categories, written, objects, skipped, stats, ann_file, image_dir,
+                           max_objs)
         with open(meta_path(tmp_dir, prefix), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=1)
         if overwrite:
@@ -210,10 +278,21 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=
             os.rmdir(mindrecord_dir)
     seconds = time.time() - start
     summary.update(mindrecord_dir=os.path.abspath(mindrecord_dir), seconds=round(seconds, 3),
-                   images_per_second=round(written / max(seconds, 1e-9), 1))
-    LOGGER.info("wrote %d images (%d objects, %d skipped, %d annotations dropped) in %d shards to %s in %.1f s",
-                written, objects, len(skipped), summary["num_dropped_annotations"], shards, mindrecord_dir, seconds)
+                   images_per_second=round(written / max(seconds, 1e-9), 1), stale_temporaries_removed=stale)
+    LOGGER.info("wrote %d images (%d objects, %d skipped, %s) in %d shards to %s in %.1f s",
+                written, summary["num_objects"], len(skipped), dropped_text(summary), shards, mindrecord_dir, seconds)
+    if summary["images_over_max_objs"]:
+        LOGGER.warning("%d images hold more than max_objs=%d objects: %d objects beyond the limit get no target",
+                       summary["images_over_max_objs"], max_objs, summary["objects_over_max_objs"])
     return summary
+
+
+def dropped_text(summary):
+    """'dropped: 2 non-finite, 1 zero-size, 0 outside the image, 0 of unknown images'."""
+    words = {"non_finite": "non-finite", "zero_size": "zero-size", "outside_image": "outside the image",
+             "unknown_image": "of unknown images"}
+    dropped = summary["dropped_annotations"]
+    return "dropped: " + ", ".join("%d %s" % (dropped.get(k, 0), words[k]) for k in DROP_REASONS)
 
 
 def read_meta(mindrecord_dir, prefix=None):
@@ -289,11 +368,16 @@ def run_conversion(cfg):
     cfg.mindrecord_dir = local_path(cfg, cfg.mindrecord_dir, "output_path")
     ann_file, image_dir = resolve_paths(cfg)
     summary = coco_to_mindrecord(ann_file, image_dir, cfg.mindrecord_dir, cfg.mindrecord_prefix,
-                                 cfg.mindrecord_shards, cfg.convert_workers, cfg.overwrite)
-    print("converted %d images (%d skipped: %s), %d objects, %d classes -> %s/%s* (%d shards), %.1f images/s"
+                                 cfg.mindrecord_shards, cfg.convert_workers, cfg.overwrite,
+                                 cfg.dataset_config.max_objs)
+    print("converted %d images (%d skipped: %s), %d objects (%s; %d images over max_objs=%d, %d objects beyond), "
+          "%d classes -> %s/%s* (%d shards), %.1f images/s"
           % (summary["num_images"], summary["num_skipped"], summary["skipped_reasons"] or "none",
-             summary["num_objects"], summary["num_classes"], summary["mindrecord_dir"], summary["prefix"],
+             summary["num_objects"], dropped_text(summary), summary["images_over_max_objs"], summary["max_objs"],
+             summary["objects_over_max_objs"], summary["num_classes"], summary["mindrecord_dir"], summary["prefix"],
              summary["shards"], summary["images_per_second"]))
+    for path in summary["stale_temporaries_removed"]:
+        print("removed %s, left by a killed conversion" % path)
     return summary
 
 

@@ -42,9 +42,10 @@ def checkpoint_classes(path):
 
 
 def load_eval_weights(network, path, num_classes):
-    """Load ``path`` into ``network``; a checkpoint for another class count is a clear error."""
+    """Load ``path`` into ``network``; a checkpoint for another class count, or one that leaves a
+    parameter uninitialised, is a clear error."""
     try:
-        return load_network_weights(network, path, filter_weight=False)
+        return load_network_weights(network, path, filter_weight=False, complete=True)
     except CheckpointError as err:
         if not any(p in str(err) for p in HEAD_PREFIXES):
             raise

@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from .dataset import SCHEMA, meta_path, mindrecord_files, read_meta
+from .dataset import SCHEMA, meta_path, mindrecord_files, over_max_objs, read_meta
 from .train_targets import TrainTransform, sample_nbytes, train_columns
 
 LOGGER = logging.getLogger(__name__)
@@ -93,7 +93,7 @@ def create_train_dataset(cfg, num_steps, start_step=0, rank=0, group_size=1):
     mindrecord_dir, prefix, batch_size = cfg.mindrecord_dir, cfg.mindrecord_prefix, cfg.train_config.batch_size
     files = mindrecord_files(mindrecord_dir, prefix)
     num_rows = ds.MindDataset(files, columns_list=["image_id"], shuffle=False).get_dataset_size()
-    _check_classes(cfg, mindrecord_dir, prefix)
+    _check_meta(cfg, mindrecord_dir, prefix)
     plan = SamplePlan(num_rows, batch_size, cfg.seed, rank, group_size, cfg.do_shuffle)
     if plan.steps_per_epoch == 0:
         raise ValueError("%s holds %d images, fewer than group_size %d x batch_size %d"
@@ -128,10 +128,16 @@ def _limit_prefetch(batch_nbytes):
         ds.config.set_prefetch_size(depth)
 
 
-def _check_classes(cfg, mindrecord_dir, prefix):
+def _check_meta(cfg, mindrecord_dir, prefix):
+    """Check the dataset's class count against the config; warn once about objects beyond max_objs."""
     meta = read_meta(mindrecord_dir, prefix)
     if meta is None:
         return
+    max_objs = int(cfg.dataset_config.max_objs)
+    images, objects = over_max_objs(meta.get("objects_per_image", {}), max_objs)
+    if images:
+        LOGGER.warning("%d training images hold more than dataset_config.max_objs=%d objects: %d objects get no "
+                       "target (max_objs_policy %s)", images, max_objs, objects, cfg.dataset_config.max_objs_policy)
     have, want = int(meta["num_classes"]), int(cfg.dataset_config.num_classes)
     if have > want:
         raise ValueError("%s has %d classes but dataset_config.num_classes is %d"

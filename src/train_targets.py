@@ -49,6 +49,7 @@ class TrainTransform:
         self.in_h, self.in_w = (int(v) for v in d.input_res_train)
         self.out_h, self.out_w = (int(v) for v in d.output_res)
         self.num_classes, self.max_objs = int(d.num_classes), int(d.max_objs)
+        self.train_on_crowd, self.official_max_objs = bool(d.train_on_crowd), d.max_objs_policy == "official"
         self.rand_crop, self.shift, self.scale = bool(d.rand_crop), float(d.shift), float(d.scale)
         self.aug_rot, self.rotate, self.flip_prop = float(d.aug_rot), float(d.rotate), float(d.flip_prop)
         self.color_aug = bool(d.color_aug)
@@ -106,7 +107,7 @@ class TrainTransform:
 
     def output_boxes(self, boxes, aug, width):
         """Source x1y1x2y2 boxes -> boxes at output resolution, clipped to the heatmap."""
-        boxes = np.array(boxes, np.float32).reshape(-1, 4)
+        boxes = np.array(boxes, np.float64).reshape(-1, 4)
         if aug.flipped:
             boxes[:, [0, 2]] = width - boxes[:, [2, 0]] - 1  # pixel i -> width - 1 - i
         trans = im.get_affine_transform(aug.center, aug.scale, aug.rot, (self.out_w, self.out_h))
@@ -127,12 +128,16 @@ class TrainTransform:
         else:
             im.draw_umich_gaussian(heatmap, ct_int, radius, kernel=self._kernel(radius))
 
-    def make_targets(self, boxes, classes):
-        """Targets from output-resolution boxes (n, 4) and class indices (n,) of non-crowd objects.
+    def make_targets(self, boxes, classes, slots=None):
+        """Targets from output-resolution boxes (n, 4) and class indices (n,) of the trained objects.
 
-        Slots are filled by surviving objects in order, up to max_objs. Returns a dict of
-        the column arrays (see train_columns for which are emitted).
+        Without ``slots`` the boxes that survive (w, h > 0) fill the max_objs slots in order;
+        ``slots`` (n,) gives each box its slot instead (max_objs_policy official: the index
+        of its annotation, a degenerate box leaving its slot empty). Box geometry is float32
+        after the float64 warp, as the official code stores it. Returns a dict of the column
+        arrays (see train_columns for which are emitted).
         """
+        boxes = np.asarray(boxes, np.float32).reshape(-1, 4)
         oh, ow, m, nc = self.out_h, self.out_w, self.max_objs, self.num_classes
         t = {"hm": np.zeros((nc, oh, ow), np.float32), "reg_mask": np.zeros(m, np.float32),
              "ind": np.zeros(m, np.int32), "wh": np.zeros((m, 2), np.float32), "reg": np.zeros((m, 2), np.float32)}
@@ -143,8 +148,10 @@ class TrainTransform:
             t["cat_spec_wh"] = np.zeros((m, 2 * nc), np.float32)
             t["cat_spec_mask"] = np.zeros((m, 2 * nc), np.float32)
         k = 0
-        for box, cls in zip(boxes, classes):
+        for i, (box, cls) in enumerate(zip(boxes, classes)):
             h, w = float(box[3] - box[1]), float(box[2] - box[0])
+            if slots is not None:
+                k = int(slots[i])
             if h <= 0 or w <= 0 or k >= m:
                 continue
             radius = max(0, int(im.gaussian_radius((math.ceil(h), math.ceil(w)))))
@@ -163,7 +170,8 @@ class TrainTransform:
                 self._draw(hm_max, ct_int, radius)
                 im.draw_dense_reg(t["dense_wh"], hm_max, ct_int, (w, h), dense_radius,
                                   kernel=self._kernel(dense_radius))
-            k += 1
+            if slots is None:
+                k += 1
         if self.dense_wh:
             t["dense_wh_mask"] = np.stack([hm_max, hm_max])
         return t
@@ -172,9 +180,15 @@ class TrainTransform:
         """Decoded image + source annotations + Aug -> tuple of arrays in train_columns order."""
         height, width = img.shape[:2]
         inp = self.warp_image(img, aug)
-        keep = np.asarray(iscrowd).reshape(-1) == 0
-        out_boxes = self.output_boxes(np.asarray(boxes).reshape(-1, 4)[keep], aug, width)
-        targets = self.make_targets(out_boxes, np.asarray(classes).reshape(-1)[keep].astype(np.int64))
+        boxes, classes = np.asarray(boxes).reshape(-1, 4), np.asarray(classes).reshape(-1).astype(np.int64)
+        crowd = np.asarray(iscrowd).reshape(-1) != 0
+        slots = np.arange(len(boxes))
+        if self.official_max_objs:  # the first max_objs annotations, before any filtering
+            boxes, classes, crowd, slots = boxes[:self.max_objs], classes[:self.max_objs], \
+                crowd[:self.max_objs], slots[:self.max_objs]
+        keep = np.ones(len(boxes), bool) if self.train_on_crowd else ~crowd
+        out_boxes = self.output_boxes(boxes[keep], aug, width)
+        targets = self.make_targets(out_boxes, classes[keep], slots[keep] if self.official_max_objs else None)
         targets["image"] = inp
         return tuple(targets[c] for c in self.columns)
 

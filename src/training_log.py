@@ -23,7 +23,8 @@ class TrainingLog:
     """Log every ``log_steps`` steps: epoch, step, total and per-term losses, lr, images/s.
 
     ``csv_path`` receives one row per logged step (appended, so a resumed run continues the
-    file); ``plot()`` draws the curves to a PNG beside it.
+    file; the rows after the step it resumes from are dropped by ``start``, so each step
+    appears once); ``plot()`` draws the curves to a PNG beside it.
     """
 
     def __init__(self, csv_path, batch_size, group_size, steps_per_epoch, total_steps, log_steps=1):
@@ -46,9 +47,26 @@ class TrainingLog:
                 self._writer.writerow(CSV_FIELDS)
 
     def start(self, step):
-        """Mark the time origin just before ``step`` + 1 is run."""
+        """Mark the time origin just before ``step`` + 1 is run; drop CSV rows of later steps (a resumed run)."""
+        if self._file and self._last_step is None:
+            self._drop_rows_after(step)
         self._last_time = time.perf_counter()
         self._last_step = step
+
+    def _drop_rows_after(self, step):
+        """Rewrite the CSV (atomically) without the rows of steps after ``step``, which are run again."""
+        self._file.close()
+        with open(self.csv_path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+        kept = [r for r in rows[1:] if r and int(r[0]) <= step]
+        if len(kept) != len(rows) - 1:
+            logger.info("%s: dropping %d rows after step %d, which this run repeats",
+                        self.csv_path, len(rows) - 1 - len(kept), step)
+            with atomic_path(self.csv_path) as tmp:
+                with open(tmp, "w", newline="", encoding="utf-8") as f:
+                    csv.writer(f).writerows([CSV_FIELDS] + kept)
+        self._file = open(self.csv_path, "a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
 
     def record(self, step, outputs, lr, timed=True):
         """``step``: global data steps done (1-based); ``outputs``: the step's StepOutputs.

@@ -3,10 +3,12 @@
 Checkpoints are written to a hidden temporary name in the target folder and renamed when
 complete, so a run killed at any moment never leaves a truncated file as the newest one.
 """
+import errno
 import glob
 import logging
 import os
 import re
+import shutil
 
 import mindspore as ms
 from mindspore import Tensor, nn
@@ -88,13 +90,46 @@ def remove_stale_temporaries(folder):
         os.remove(path)
 
 
+def _size_text(nbytes):
+    """'16.9 KB', '190.2 MB', '3.1 GB'."""
+    value, unit = nbytes / 1024.0, "KB"
+    for bigger in ("MB", "GB"):
+        if value < 1024:
+            break
+        value, unit = value / 1024.0, bigger
+    return "%.1f %s" % (value, unit)
+
+
+def _checkpoint_nbytes(cell, append_dict=None):
+    """Approximate size in bytes of the checkpoint of ``cell`` (a Cell or a list of {"name", "data"})."""
+    values = ([p.data for p in cell.get_parameters()] if isinstance(cell, nn.Cell)
+              else [entry["data"] for entry in cell])
+    return sum(int(v.nbytes) for v in values) + 64 * len(values) + 64 * len(append_dict or {})
+
+
 def save_checkpoint_atomic(cell, path, append_dict=None):
     """ms.save_checkpoint through src.file_io.atomic_path (flushed and renamed when complete).
 
-    Neither a killed process nor a crashed machine leaves a truncated file under a checkpoint name.
+    Neither a killed process nor a crashed machine leaves a truncated file under a checkpoint
+    name, and a failed save leaves no temporary (MindSpore's own ``.tmp`` included). A full
+    disk raises OSError naming the file, the space it needs and the space free.
     """
-    with atomic_path(path, suffix=".ckpt", durable=True) as tmp:
-        ms.save_checkpoint(cell, tmp, append_dict=append_dict)
+    try:
+        with atomic_path(path, suffix=".ckpt", durable=True) as tmp:
+            try:
+                ms.save_checkpoint(cell, tmp, append_dict=append_dict)
+            finally:
+                inner = os.path.splitext(tmp)[0] + ".tmp"  # MindSpore writes here, then renames to tmp
+                if os.path.isfile(inner):
+                    os.remove(inner)
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        folder = os.path.dirname(os.path.abspath(path))
+        raise OSError("no space left on the device to save checkpoint %s: it needs about %s, %s are free in %s; "
+                      "free some space or choose another save_checkpoint_path"
+                      % (path, _size_text(_checkpoint_nbytes(cell, append_dict)),
+                         _size_text(shutil.disk_usage(folder).free), folder)) from err
     return path
 
 
@@ -120,13 +155,14 @@ def _short(names, limit=6):
     return ", ".join(names[:limit]) + (" ... (%d in all)" % len(names) if len(names) > limit else "")
 
 
-def load_network_weights(network, path, filter_weight=False):
+def load_network_weights(network, path, filter_weight=False, complete=False):
     """Load the network weights in ``path`` (backbone-only, network or training checkpoint).
 
     Missing, unexpected and shape-mismatched parameters are reported by name. A shape
     mismatch is an error, except in the heads when ``filter_weight`` is set (fine-tuning to
-    another class count): those heads keep their fresh initialisation. Returns the number of
-    parameters loaded.
+    another class count): those heads keep their fresh initialisation. With ``complete``
+    (evaluation, export, detection) a checkpoint that leaves any network parameter at its
+    random initialisation is an error. Returns the number of parameters loaded.
     """
     saved = read_checkpoint(path)
     own = {p.name: p for p in network.get_parameters()}
@@ -153,6 +189,11 @@ def load_network_weights(network, path, filter_weight=False):
     if head_mismatch:
         logger.warning("filter_weight: heads left at their initialisation: %s", _short(head_mismatch, 4))
     missing = [n for n in own if n not in saved]
+    if complete and missing:
+        raise CheckpointError("checkpoint %s leaves %d of the %d network parameters uninitialised (%s): it was "
+                              "written for another network (net_config.block_type/block_class?) or holds the "
+                              "backbone only; use a checkpoint of the whole network"
+                              % (path, len(missing), len(own), _short(missing, 4)))
     if unexpected:
         logger.warning("checkpoint %s: %d parameters unknown to the network, ignored: %s",
                        path, len(unexpected), _short(unexpected))
@@ -161,8 +202,8 @@ def load_network_weights(network, path, filter_weight=False):
         logger.warning("checkpoint %s lacks %d backbone parameters: %s", path, len(backbone_missing),
                        _short(backbone_missing))
     elif missing:
-        logger.info("checkpoint %s covers the backbone only; %d up-path/head parameters start fresh", path,
-                    len(missing))
+        logger.info("checkpoint %s covers the backbone only; %d up-path/head parameters start fresh: %s", path,
+                    len(missing), _short(missing))
     ms.load_param_into_net(network, matched, strict_load=False)
     logger.info("loaded %d of %d network parameters from %s", len(matched), len(own), path)
     return len(matched)

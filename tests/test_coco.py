@@ -60,7 +60,7 @@ def test_training_objects_are_x1y1x2y2_with_drops_counted(synthetic_coco, tmp_pa
                            dict(first, id=10 ** 6 + 1, bbox=[5, 5, 0, 3])]    # zero width: dropped
     data = CocoData(_write(tmp_path / "extra.json", doc), synthetic_coco.train_images)
     by_image, stats = data.objects_by_image()
-    assert stats == {"dropped_annotations": {"unknown_image": 1, "non_positive_size": 1}}
+    assert stats == {"dropped_annotations": {"unknown_image": 1, "zero_size": 1, "non_finite": 0, "outside_image": 0}}
     assert sum(len(v) for v in by_image.values()) == len(doc["annotations"]) - 2
     x, y, w, h = first["bbox"]
     assert by_image[first["image_id"]][0] == (x, y, x + w, y + h, first["category_id"], int(bool(first["iscrowd"])))
@@ -73,7 +73,8 @@ def test_image_info_file_has_no_annotations_and_the_index_serves_evaluation(synt
     doc = _load(synthetic_coco.val_ann)
     info = CocoData(_write(tmp_path / "info.json", {"images": doc["images"], "categories": doc["categories"]}), "")
     assert not info.has_annotations and info.annotations_of(doc["images"][0]["id"]) == []
-    assert info.objects_by_image()[0] == {}
+    with pytest.raises(DataError, match="no .annotations. list"):
+        info.objects_by_image()                          # an image_info file cannot train
     data = CocoData(synthetic_coco.val_ann, synthetic_coco.val_images)
     image_id = doc["annotations"][0]["image_id"]
     assert data.annotations_of(image_id) == [a for a in doc["annotations"] if a["image_id"] == image_id]
@@ -83,3 +84,29 @@ def test_facts():
     assert len(COCO_CATEGORY_IDS) == 80 and len(set(COCO_CATEGORY_IDS)) == 80 and COCO_CATEGORY_IDS[-1] == 90
     assert TRAIN_LAYOUT == ("annotations/instances_train2017.json", "train2017")
     assert EVAL_LAYOUT["val"][1] == "val2017" and EVAL_LAYOUT["test"][1] == "test2017"
+
+
+def test_non_finite_zero_size_and_outside_boxes_are_dropped_and_counted(synthetic_coco, tmp_path):
+    """Bad input: NaN or infinite box coordinates, zero-size boxes, boxes entirely outside their image | dropped by the converter and counted by reason in its summary and meta ('dropped: 2 non-finite, 1 zero-size, 1 outside the image')."""
+    doc = _load(synthetic_coco.train_ann)
+    first = doc["annotations"][0]
+    image = next(i for i in doc["images"] if i["id"] == first["image_id"])
+    bad = [[float("nan"), 5, 10, 10], [5, 5, float("inf"), 10], [5, 5, 10, 0],
+           [image["width"] + 1, 5, 10, 10]]
+    doc["annotations"] += [dict(first, id=10 ** 6 + k, bbox=b) for k, b in enumerate(bad)]
+    path = tmp_path / "bad_boxes.json"
+    path.write_text(json.dumps(doc))  # json writes NaN and Infinity, as Python's reader accepts
+    by_image, stats = CocoData(str(path), synthetic_coco.train_images).objects_by_image()
+    assert stats["dropped_annotations"] == {"non_finite": 2, "zero_size": 1, "outside_image": 1, "unknown_image": 0}
+    assert sum(len(v) for v in by_image.values()) == len(doc["annotations"]) - len(bad)
+
+
+def test_annotation_file_without_annotations_is_an_error(synthetic_coco, tmp_path):
+    """Bad input: an annotation file without an "annotations" key | the converter stops naming the file (an explicit empty list stays legal)."""
+    doc = _load(synthetic_coco.train_ann)
+    del doc["annotations"]
+    with pytest.raises(DataError, match="no_anns.json has no 'annotations' list"):
+        CocoData(_write(tmp_path / "no_anns.json", doc), synthetic_coco.train_images).objects_by_image()
+    doc["annotations"] = []
+    by_image, stats = CocoData(_write(tmp_path / "empty.json", doc), synthetic_coco.train_images).objects_by_image()
+    assert not by_image and sum(stats["dropped_annotations"].values()) == 0

@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -64,6 +65,7 @@ def test_meta_sidecar_describes_classes(synthetic_coco, synthetic_mindrecord):
 
 
 def test_corrupt_missing_images_skipped_and_bad_boxes_dropped(synthetic_coco, tmp_path):
+    """Bad input: corrupt or missing image files | the converter skips them, logs each by name and counts the reasons in its summary and meta."""
     ann_file, image_dir = _copy_coco(synthetic_coco, str(tmp_path))
     doc = _load(ann_file)
     corrupt, missing = doc["images"][5], doc["images"][6]
@@ -81,7 +83,7 @@ def test_corrupt_missing_images_skipped_and_bad_boxes_dropped(synthetic_coco, tm
     assert {(s["image_id"], s["reason"]) for s in summary["skipped"]} == \
         {(corrupt["id"], "undecodable"), (missing["id"], "missing")}
     assert summary["num_dropped_annotations"] == 2
-    assert summary["dropped_annotations"] == {"non_positive_size": 2}
+    assert summary["dropped_annotations"] == {"zero_size": 2, "non_finite": 0, "outside_image": 0, "unknown_image": 0}
     rows = _rows(out, "p.mind")
     assert len(rows) == 22 and corrupt["id"] not in rows and missing["id"] not in rows
     first = rows[doc["annotations"][0]["image_id"]]
@@ -91,6 +93,7 @@ def test_corrupt_missing_images_skipped_and_bad_boxes_dropped(synthetic_coco, tm
 
 
 def test_existing_output_needs_overwrite(synthetic_coco, tmp_path):
+    """Bad input: converting onto an existing dataset of the same prefix | an error naming the folder and --overwrite; the old dataset is kept."""
     out = str(tmp_path / "mr")
     D.coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, out, "p.mind", shards=3, workers=1)
     with pytest.raises(FileExistsError, match="p.mind") as err:
@@ -106,6 +109,7 @@ def test_existing_output_needs_overwrite(synthetic_coco, tmp_path):
 
 
 def test_missing_inputs_raise_naming_the_path_and_write_nothing(synthetic_coco, tmp_path):
+    """Bad input: a missing annotation file or image folder, malformed json | an error naming the path; nothing written."""
     out = str(tmp_path / "mr")
     missing_ann = str(tmp_path / "nope.json")
     with pytest.raises(DataError, match="nope.json"):
@@ -123,12 +127,13 @@ def test_missing_inputs_raise_naming_the_path_and_write_nothing(synthetic_coco, 
 
 
 def test_unknown_category_is_an_error_and_orphan_annotations_are_dropped(synthetic_coco, tmp_path):
+    """Bad input: an annotation with a category not in 'categories', or of an unknown image | an error naming the annotation and category; orphan annotations dropped and counted."""
     doc = _load(synthetic_coco.train_ann)
     doc["annotations"].append(dict(doc["annotations"][0], id=10 ** 6, image_id=424242))
     orphan = tmp_path / "orphan.json"
     orphan.write_text(json.dumps(doc), encoding="utf-8")
     summary = D.coco_to_mindrecord(str(orphan), synthetic_coco.train_images, str(tmp_path / "mr"), workers=1)
-    assert summary["dropped_annotations"] == {"unknown_image": 1} and summary["num_images"] == 24
+    assert summary["dropped_annotations"]["unknown_image"] == 1 and summary["num_images"] == 24
     doc["annotations"][-1] = dict(doc["annotations"][0], id=10 ** 6, category_id=999)
     unknown = tmp_path / "unknown_cat.json"
     unknown.write_text(json.dumps(doc), encoding="utf-8")
@@ -138,6 +143,7 @@ def test_unknown_category_is_an_error_and_orphan_annotations_are_dropped(synthet
 
 
 def test_failure_mid_write_leaves_no_partial_output(synthetic_coco, tmp_path, monkeypatch):
+    """Fault: the MindRecord writer fails mid-conversion | the error propagates; no shard, index or temporary folder is left."""
     from mindspore.mindrecord import FileWriter
     out = str(tmp_path / "mr")
     D.coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, out, "p.mind", shards=2, workers=1)
@@ -161,6 +167,7 @@ def test_failure_mid_write_leaves_no_partial_output(synthetic_coco, tmp_path, mo
 
 
 def test_all_images_unreadable_is_an_error_without_output(synthetic_coco, tmp_path):
+    """Bad input: no readable image at all | an error naming the image folder; nothing written."""
     ann_file, image_dir = _copy_coco(synthetic_coco, str(tmp_path))
     for name in os.listdir(image_dir):
         (tmp_path / "train2017" / name).write_bytes(b"garbage")
@@ -211,3 +218,61 @@ def test_cli_and_shell_script(synthetic_coco, tmp_path):
 def test_default_prefix_is_the_configured_one(make_config):
     assert D.configured_prefix() == make_config().mindrecord_prefix
     assert D.configured_prefix("other.mind") == "other.mind"
+
+
+_SLOW_CONVERSION = """
+import sys, time
+sys.path.insert(0, %r)
+from src import dataset as D
+read = D.read_and_check
+def slow_read(path):  # slows the workers' reading so that the test can kill the converter mid-run
+    time.sleep(0.3)
+    return read(path)
+D.read_and_check = slow_read
+D.coco_to_mindrecord(%r, %r, %r, "p.mind", shards=1, workers=2)
+"""
+
+
+def _children(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid), encoding="utf-8") as f:
+            return [int(c) for c in f.read().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid, encoding="utf-8") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the worker processes")
+def test_killed_converter_workers_end_quietly_and_the_next_run_removes_its_folder(synthetic_coco, tmp_path):
+    """Fault: the converter killed mid-run (SIGKILL) | its workers end with it without a traceback; the next conversion of the prefix removes the hidden partial folder and reports it."""
+    out = str(tmp_path / "mr")
+    script = tmp_path / "slow.py"
+    script.write_text(_SLOW_CONVERSION % (ROOT, synthetic_coco.train_ann, synthetic_coco.train_images, out))
+    proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while time.time() < deadline and not (os.path.isdir(out) and any(n.startswith(".tmp-p.mind-") for n in
+                                                                       os.listdir(out)) and _children(proc.pid)):
+        time.sleep(0.1)
+    time.sleep(1.0)                                   # the workers are reading
+    workers = _children(proc.pid)
+    assert workers, "the converter started no worker"
+    proc.kill()
+    stderr = proc.communicate(timeout=30)[1]
+    deadline = time.time() + 5
+    while time.time() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.1)
+    assert not any(_alive(w) for w in workers), "workers outlived the killed converter"
+    assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
+    stale = [n for n in os.listdir(out) if n.startswith(".tmp-p.mind-")]
+    assert len(stale) == 1
+    summary = D.coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, out, "p.mind", shards=1,
+                                   workers=1)
+    assert summary["stale_temporaries_removed"] == [os.path.join(out, stale[0])]
+    assert not [n for n in os.listdir(out) if n.startswith(".tmp-")] and summary["num_images"] == 24

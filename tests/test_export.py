@@ -7,8 +7,10 @@ import pytest
 from mindspore import Tensor, nn
 
 import export as export_script
+from conftest import SYNTHETIC_CLASSES, make_config
 from eval_helpers import FIXED, argv, small_checkpoint
 from src.inference import build_eval_network
+from src.utils import CheckpointError
 
 
 @pytest.fixture(name="ckpt", scope="module")
@@ -51,6 +53,7 @@ def test_air_needs_ascend_and_nothing_is_written(ckpt, tmp_path, capsys):
 
 
 def test_bad_checkpoint_or_resolution_is_refused(tmp_path, capsys):
+    """Bad input: export with a checkpoint for another class count, an input size not a multiple of 32, a missing checkpoint | exit 2 with one line naming the checkpoint or key; nothing written."""
     other = small_checkpoint(tmp_path / "c80.ckpt", num_classes=80)
     assert _export(tmp_path, other) != 0
     err = capsys.readouterr().err
@@ -60,3 +63,12 @@ def test_bad_checkpoint_or_resolution_is_refused(tmp_path, capsys):
     assert _export(tmp_path, str(tmp_path / "none.ckpt")) != 0
     assert "checkpoint not found" in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ["c80.ckpt"]
+
+
+def test_checkpoint_of_a_shallower_network_is_refused(ckpt, tmp_path, capsys):
+    deeper = {"net_config.block_class": [2, 2, 2, 2]}
+    assert _export(tmp_path, ckpt, **deeper) == 2
+    assert "network parameters uninitialised (backbone.layer1.1" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="uninitialised"):
+        build_eval_network(make_config(dict(FIXED, **deeper)), SYNTHETIC_CLASSES, ckpt)
+    assert os.listdir(tmp_path) == []

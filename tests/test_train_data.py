@@ -1,12 +1,14 @@
 """src/train_data.py: sample order and the training pipeline contract (columns, determinism, resume, ranks)."""
+import collections
+
 import mindspore.dataset as ds
 import numpy as np
 import pytest
 
 from src import train_data as D
-from src.dataset import mindrecord_files
+from src.dataset import mindrecord_files, over_max_objs, read_meta
 from src.train_targets import TrainTransform, sample_nbytes, train_columns
-from data_helpers import SMALL
+from data_helpers import SMALL, load_json
 
 BATCH = 4
 
@@ -120,3 +122,20 @@ def test_pipeline_errors(make_config, synthetic_mindrecord, tmp_path):
     empty = _pipeline_config(make_config, synthetic_mindrecord, mindrecord_dir=str(tmp_path / "empty_dir"))
     with pytest.raises(FileNotFoundError, match="empty_dir"):
         D.create_train_dataset(empty, 1)
+
+
+def test_objects_beyond_max_objs_are_counted_by_the_converter_and_warned_once(make_config, synthetic_mindrecord,
+                                                                             caplog):
+    """Bad input: images with more objects than dataset_config.max_objs | the converter's summary and meta count the images and objects over the limit; training warns once with the totals."""
+    counts = collections.Counter(a["image_id"] for a in load_json(synthetic_mindrecord.train_ann)["annotations"]
+                                 if a["bbox"][2] > 0 and a["bbox"][3] > 0)
+    expected = (sum(n > 2 for n in counts.values()), sum(n - 2 for n in counts.values() if n > 2))
+    assert expected[0] > 0
+    meta = read_meta(synthetic_mindrecord.mindrecord_dir, synthetic_mindrecord.prefix)
+    assert over_max_objs(meta["objects_per_image"], 2) == expected
+    assert (meta["images_over_max_objs"], meta["max_objs"]) == (0, 128)
+    cfg = _pipeline_config(make_config, synthetic_mindrecord, **{"dataset_config__max_objs": 2})
+    D.create_train_dataset(cfg, num_steps=1)
+    warnings = [r.getMessage() for r in caplog.records if "max_objs" in r.getMessage()]
+    assert warnings == ["%d training images hold more than dataset_config.max_objs=2 objects: %d objects get no "
+                        "target (max_objs_policy surviving)" % expected]

@@ -174,3 +174,36 @@ def test_transform_handles_gray_rgba_png_and_empty_rows(make_config, synthetic_c
             assert out["reg_mask"].sum() == 0 and out["hm"].max() == 0
         kinds.add(kind)
     assert kinds == {"gray", "rgba", "empty"}
+
+
+def test_box_geometry_is_float64_as_the_official_affine_transform(make_config):
+    # 96 -> 32 is a 1/3 scale: x2 = 50.999995 maps to 16.99999833 in float64, so the centre is
+    # 15.9999992 (cell 15); float32 arithmetic rounds x2 to 17.0 and the centre to cell 16.
+    t = T.TrainTransform(make_config(SMALL))
+    aug = T.Aug(np.array([48, 48], np.float32), 96.0, 0.0, False, None)
+    out = dict(zip(t.columns, t.process(np.zeros((96, 96, 3), np.uint8), [[45, 30, 50.999995, 40]], [0], [0], aug)))
+    centre = (t.output_boxes([[45, 30, 50.999995, 40]], aug, 96)[0, [0, 2]]).mean()
+    assert 15.999999 < centre < 16.0
+    assert out["ind"][0] == 11 * 32 + 15
+
+
+def test_crowd_boxes_train_as_objects_with_train_on_crowd(make_config):
+    t = T.TrainTransform(make_config(SMALL, dataset_config__train_on_crowd=True))
+    img = np.zeros((128, 128, 3), np.uint8)
+    aug = T.Aug(np.array([64, 64], np.float32), 128.0, 0.0, False, None)
+    out = dict(zip(t.columns, t.process(img, [[16, 24, 52, 44], [60, 60, 100, 100]], [3, 1], [1, 0], aug)))
+    assert out["reg_mask"].sum() == 2 and out["hm"][3, 8, 8] == 1 and out["hm"][1].max() == 1
+
+
+def test_max_objs_official_policy_keeps_the_first_annotations_before_filtering(make_config):
+    # Annotation 0 falls outside the warped view, 1 is a crowd box, 2 and 3 are plain objects; max_objs 3.
+    boxes = [[200, 200, 220, 220], [16, 24, 52, 44], [60, 60, 100, 100], [8, 8, 40, 40]]
+    img = np.zeros((128, 128, 3), np.uint8)
+    aug = T.Aug(np.array([64, 64], np.float32), 128.0, 0.0, False, None)
+    official = T.TrainTransform(make_config(SMALL, dataset_config__max_objs=3, dataset_config__max_objs_policy="official"))
+    out = dict(zip(official.columns, official.process(img, boxes, [0, 3, 1, 2], [0, 1, 0, 0], aug)))
+    assert out["reg_mask"].tolist() == [0, 0, 1]           # slot 2 = annotation 2; annotation 3 is past max_objs
+    assert out["hm"][2].max() == 0 and out["hm"][1].max() == 1
+    surviving = T.TrainTransform(make_config(SMALL, dataset_config__max_objs=3))
+    out = dict(zip(surviving.columns, surviving.process(img, boxes, [0, 3, 1, 2], [0, 1, 0, 0], aug)))
+    assert out["reg_mask"].tolist() == [1, 1, 0] and out["hm"][2].max() == 1

@@ -1,6 +1,7 @@
 """Per-step training log (src/training_log.py): CSV rows, logging cadence, resumed files, curves."""
 import csv
 import logging
+import os
 
 from src.centernet_det import StepOutputs
 from src.training_log import CSV_FIELDS, TrainingLog, plot_curves, read_csv
@@ -49,6 +50,21 @@ def test_resumed_run_appends_without_a_second_header_and_the_last_row_of_a_step_
     assert sum(row[0] == "step" for row in _rows(path)) == 1
     rows = read_csv(path)
     assert [r["step"] for r in rows] == [1, 2, 3] and rows[-1]["loss"] == 9.0 and rows[-1]["loss_scale"] == 512.0
+
+
+def test_each_step_is_in_the_csv_once_after_any_number_of_resumes(tmp_path):
+    """Fault: training killed and resumed, several times | training_log.csv holds each step once: rows after the resumed step are replaced."""
+    path = str(tmp_path / "training_log.csv")
+    for resumed_from, killed_after in ((0, 5), (2, 6), (4, 4), (3, 8)):
+        log = TrainingLog(path, 2, 1, steps_per_epoch=10, total_steps=10)
+        log.start(resumed_from)
+        for step in range(resumed_from + 1, killed_after + 1):
+            log.record(step, StepOutputs(float(100 * resumed_from + step), 1.0, 1.0, 1.0, False, 1.0), 1e-3)
+        log.close()
+    steps = [int(r[0]) for r in _rows(path)[1:]]
+    assert steps == list(range(1, 9))
+    assert [r["loss"] for r in read_csv(path)] == [1, 2, 203, 304, 305, 306, 307, 308]
+    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
 
 
 def test_plot_draws_a_png_and_leaves_no_temporary(tmp_path):

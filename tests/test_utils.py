@@ -1,6 +1,8 @@
 """Checkpoint I/O: atomic save, listing, loading with named mismatches, resume state checks."""
+import errno
 import logging
 import os
+import re
 
 import mindspore as ms
 import numpy as np
@@ -22,6 +24,7 @@ def _net(classes=3, *extra):
 
 
 def test_atomic_save_listing_and_pruning(tmp_path):
+    """Fault: a run killed while saving a checkpoint | the partial .tmp- file never counts as a checkpoint and is removed at the next start."""
     net = nn.Dense(2, 2)
     for epoch, step in ((1, 5), (2, 3), (1, 10), (10, 1)):
         save_checkpoint_atomic(net, str(tmp_path / checkpoint_name(epoch, step)))
@@ -59,6 +62,7 @@ def test_full_and_backbone_checkpoints_load(tmp_path, caplog):
 
 
 def test_head_mismatch_needs_filter_weight(tmp_path):
+    """Bad input: a checkpoint with heads for another class count | an error naming the head parameters and --filter_weight=true."""
     path = str(tmp_path / "other_classes.ckpt")
     ms.save_checkpoint(_net(5), path)
     with pytest.raises(CheckpointError, match="hm.2.weight.*filter_weight"):
@@ -70,6 +74,7 @@ def test_head_mismatch_needs_filter_weight(tmp_path):
 
 
 def test_body_mismatch_and_garbage_are_errors(tmp_path):
+    """Bad input: a checkpoint of another backbone, a corrupt file, a missing file, an unrelated network | CheckpointError naming the file and the mismatched parameters."""
     path = str(tmp_path / "r18.ckpt")
     ms.save_checkpoint(CenterNetDet(get_config(["--net_config.block_type=BasicBlock",
                                                 "--net_config.block_class=[2,1,1,1]"]).net_config, 3), path)
@@ -115,3 +120,57 @@ def test_resume_state_round_trip_and_mismatches(tmp_path):
     ms.save_checkpoint(cell.network.network, plain)
     with pytest.raises(CheckpointError, match="not a training checkpoint"):
         load_train_state(_train_cell(cfg), plain, meta)
+
+
+class _FillingFile:
+    """Test double of a file on a nearly full disk: accepts ``room`` bytes, then raises ENOSPC."""
+
+    def __init__(self, path, room):
+        self._file, self._room = open(path, "wb"), room
+
+    def write(self, data):
+        if len(data) > self._room:
+            self._file.write(bytes(data[:self._room]))
+            self._room = 0
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self._room -= len(data)
+        return self._file.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._file, name)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
+
+
+def test_disk_full_while_saving_names_the_file_and_leaves_no_temporary(tmp_path, monkeypatch):
+    """Fault: the disk fills up while a checkpoint is saved | OSError naming the checkpoint, the MB it needs and the MB free; no partial or temporary file left."""
+    from mindspore.train import serialization
+    serialization._ensure_ckpt_fs_initialized()  # MindSpore sets its writer up on first use; patch it after
+    monkeypatch.setattr(serialization._ckpt_fs, "create", lambda path, *args: _FillingFile(path, 1000))
+    net = nn.Dense(64, 64)
+    target = tmp_path / checkpoint_name(1, 1)
+    with pytest.raises(OSError, match=r"no space left on the device to save checkpoint %s: it needs about "
+                                      r"1\d\.\d KB, [\d.]+ [KMG]B are free in " % re.escape(str(target))):
+        save_checkpoint_atomic(net, str(target))
+    assert os.listdir(tmp_path) == []
+
+
+def test_checkpoint_leaving_parameters_uninitialised_is_refused_where_complete(tmp_path, caplog):
+    """Bad input: a checkpoint that leaves network parameters uninitialised ([1,1,1,1] weights into a [2,2,2,2] network) | evaluation, export and detection refuse it naming the missing parameters; training from a backbone-only checkpoint lists the fresh ones."""
+    path = str(tmp_path / "r1111.ckpt")
+    ms.save_checkpoint(_net(), path)
+    deeper = _net(3, "--net_config.block_class=[2,2,2,2]")
+    with pytest.raises(CheckpointError, match=r"r1111.ckpt leaves \d+ of the \d+ network parameters uninitialised "
+                                              r"\(backbone.layer1.1"):
+        load_network_weights(deeper, path, complete=True)
+    backbone = [{"name": p.name, "data": p.value()} for p in _net().get_parameters() if p.name.startswith("backbone.")]
+    ms.save_checkpoint(backbone, str(tmp_path / "backbone.ckpt"))
+    with pytest.raises(CheckpointError, match="uninitialised"):
+        load_network_weights(_net(), str(tmp_path / "backbone.ckpt"), complete=True)
+    with caplog.at_level(logging.INFO):
+        load_network_weights(_net(), str(tmp_path / "backbone.ckpt"))
+    assert "start fresh: deconv_layers." in caplog.text

@@ -1,7 +1,9 @@
 """Configuration: a model-zoo yaml (values, help, choices) plus type-checked command-line overrides.
 
-The yaml holds three documents: the values, a help text per key and the allowed choices
-(keyed by dotted path for nested options). ``--key=value`` (or ``--key value``) overrides a
+The yaml holds three documents: the values, a help text per key and the allowed values
+(keyed by dotted path for nested options): a list of choices, or for a numeric key a range
+such as ``"[1, inf)"``, ``"(0, 1]"`` or ``"-1 or [1, inf)"`` (applied to each element of a
+list value). Choices and ranges are checked before anything runs. ``--key=value`` (or ``--key value``) overrides a
 top-level key and ``--section.key=value`` a nested one; the override is parsed as YAML and
 must have the type of the default. ``--config_path`` merges another yaml (several are merged
 in order). A few keys of the original model zoo are not values here (``SEED_KEYS``): they
@@ -214,7 +216,9 @@ def format_help(values, helper, choices, script=None):
         if len(shown) > 60:
             shown = shown[:57] + "..."
         line = "  --%s=%s" % (key, shown)
-        if allowed:
+        if isinstance(allowed, str):
+            line += "  range %s" % allowed
+        elif allowed:
             line += "  {%s}" % ", ".join(str(c) for c in allowed)
         lines.append(line)
         if text:
@@ -232,6 +236,38 @@ def derive(values):
     ratio = values["net_config"]["down_ratio"]
     res = check_input_res(values["dataset_config"]["input_res_train"], "dataset_config.input_res_train")
     return {"dataset_config.output_res": [r // ratio for r in res]}
+
+
+_INTERVAL = re.compile(r"^([\[(])\s*(-?inf|[-+.\deE]+)\s*,\s*(-?inf|[-+.\deE]+)\s*([\])])$")
+
+
+def _in_part(value, part, key):
+    """Whether ``value`` lies in one alternative of a range: a number or an interval like [1, inf)."""
+    match = _INTERVAL.match(part)
+    if not match:
+        try:
+            return value == float(part)
+        except ValueError:
+            raise ConfigError("range of %s in default_config.yaml is malformed: %r" % (key, part)) from None
+    low_kind, low, high, high_kind = match.groups()
+    low, high = float(low), float(high)
+    above = value >= low if low_kind == "[" else value > low
+    below = value <= high if high_kind == "]" else value < high
+    return above and below
+
+
+def check_range(key, value, spec):
+    """Raise ConfigError naming ``key``, ``value`` and the range ``spec`` when a number lies outside it.
+
+    ``spec`` alternatives are joined by " or "; a list value is checked element by element.
+    """
+    items = value if isinstance(value, list) else [value]
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):
+            continue
+        if not any(_in_part(float(item), part.strip(), key) for part in spec.split(" or ")):
+            shown = "%r (element %r)" % (value, item) if isinstance(value, list) else repr(value)
+            raise ConfigError("--%s=%s is out of range: allowed %s" % (key, shown, spec))
 
 
 INPUT_MULTIPLE = 32  # the backbone's output stride: inputs must divide into it
@@ -308,7 +344,11 @@ class _Builder:
         """Check the choices and fill the derived keys (a value given for one must agree)."""
         flat = _flatten(self.values)
         for key, allowed in choices.items():
-            if key in flat and flat[key] not in allowed:
+            if key not in flat:
+                continue
+            if isinstance(allowed, str):
+                check_range(key, flat[key], allowed)
+            elif flat[key] not in allowed:
                 raise ConfigError("--%s=%r is not one of %s" % (key, flat[key], allowed))
         ds, net = self.values["dataset_config"], self.values["net_config"]
         for key, value in derive(self.values).items():

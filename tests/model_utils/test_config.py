@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from src.model_utils.config import ConfigError, get_config, load_yaml, DEFAULT_CONFIG_PATH
+from src.model_utils.config import ConfigError, check_range, get_config, load_yaml, DEFAULT_CONFIG_PATH
 
 
 def test_defaults_follow_the_seed_tables():
@@ -31,7 +31,37 @@ def test_every_option_has_help_and_choices_name_real_keys():
     walk(values, helper)
     cfg = get_config([])
     for key, allowed in choices.items():
-        assert cfg.get(key) in allowed, key
+        assert cfg.get(key) is not None, "choices/range names an unknown key %s" % key
+        if isinstance(allowed, str):
+            check_range(key, cfg.get(key), allowed)  # the defaults lie in their ranges
+        else:
+            assert cfg.get(key) in allowed, key
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train_config.batch_size=0", r"--train_config.batch_size=0 is out of range: allowed \[1, inf\)"),
+    ("train_config.batch_size=-4", r"--train_config.batch_size=-4 is out of range"),
+    ("dataset_config.max_objs=-1", r"--dataset_config.max_objs=-1 is out of range: allowed \[1, inf\)"),
+    ("train_config.MultiDecay.learning_rate=-0.001", r"MultiDecay.learning_rate=-0.001 is out of range: allowed \(0"),
+    ("train_steps=0", r"--train_steps=0 is out of range: allowed -1 or \[1, inf\)"),
+    ("dataset_config.flip_prop=1.5", r"flip_prop=1.5 is out of range: allowed \[0, 1\]"),
+    ("net_config.block_class=[1,0,1,1]", r"block_class=\[1, 0, 1, 1\] \(element 0\) is out of range"),
+])
+def test_numeric_values_out_of_range_fail_before_anything_runs(override, message):
+    """Bad input: a numeric option out of its range (batch_size=0 or -4, max_objs=-1, a negative learning rate) | one line naming the key, the value and the allowed range, before anything runs."""
+    with pytest.raises(ConfigError, match=message):
+        get_config(["--" + override])
+
+
+def test_ranges_are_checked_in_merged_yaml_and_shown_by_help(tmp_path, capsys):
+    overlay = tmp_path / "bad.yaml"
+    overlay.write_text("train_config:\n    batch_size: 0\n")
+    with pytest.raises(ConfigError, match="batch_size=0 is out of range"):
+        get_config(["--config_path=%s" % overlay])
+    assert get_config(["--train_steps=-1", "--train_steps=5"]).train_steps == 5
+    with pytest.raises(SystemExit):
+        get_config(["--help"])
+    assert "--train_config.batch_size=32  range [1, inf)" in capsys.readouterr().out
 
 
 def test_overrides_top_level_nested_and_lists():
@@ -62,11 +92,13 @@ def test_overrides_top_level_nested_and_lists():
     (["--config_path=/nonexistent/cfg.yaml"], "config file not found"),
 ])
 def test_bad_options_name_the_key(argv, message):
+    """Bad input: an unknown option, a value of the wrong type, a value not among the choices | one line naming the option, with the close matches or the expected type and choices."""
     with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
         get_config(argv)
 
 
 def test_partial_yaml_is_merged_and_checked(tmp_path):
+    """Bad input: a configuration file with an unknown key or a wrong type | one line naming the file and the key."""
     good = tmp_path / "small.yaml"
     good.write_text("epoch_size: 3\nnet_config:\n    block_class: [2, 2, 2, 2]\n    block_type: BasicBlock\n")
     cfg = get_config(["--config_path=%s" % good, "--epoch_size=5"])
