@@ -163,14 +163,14 @@ class DataOrderRecord:
     images of each step without touching the pipeline; written after each step completes.
     """
 
-    def __init__(self, path, cfg, batch_size, rank, group_size):
+    def __init__(self, path, cfg, batch_size, rank, group_size, resume=None):
         import mindspore.dataset as ds
         from .dataset import mindrecord_files
         from .train_data import SamplePlan
         files = mindrecord_files(cfg.mindrecord_dir, cfg.mindrecord_prefix)
         reader = ds.MindDataset(files, columns_list=["image_id"], shuffle=False)
         self.image_ids = np.array([int(r[0]) for r in reader.create_tuple_iterator(output_numpy=True, num_epochs=1)])
-        self.plan = SamplePlan(len(self.image_ids), batch_size, cfg.seed, rank, group_size, cfg.do_shuffle)
+        self.plan = SamplePlan(len(self.image_ids), batch_size, cfg.seed, rank, group_size, cfg.do_shuffle, resume)
         self.batch_size = batch_size
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         new = not os.path.exists(path) or os.path.getsize(path) == 0
