@@ -80,7 +80,7 @@ class StepRecorder:
         cfg = trainer.cfg
         self.start_step, self.process_start = trainer.start_step, process_start
         self.log = TrainingLog(trainer.csv_path, trainer.batch_size, trainer.group_size, trainer.steps_per_epoch,
-                               trainer.total_steps, cfg.log_steps)
+                               trainer.total_steps, cfg.log_steps, trainer.epoch_position)
         self.order = (DataOrderRecord(trainer.order_path, cfg, trainer.batch_size, trainer.rank, trainer.group_size,
                                       trainer.cursor) if cfg.record_data_order else None)
         self.profiler = (StepProfiler(profiler_dir(cfg, trainer.rank), cfg.profiler_steps, trainer.rank,
@@ -258,13 +258,17 @@ class Trainer:
                         epoch_samples=cursor.epoch_samples)
         return meta
 
+    def epoch_position(self, step):
+        """(epoch, step in epoch), both 1-based, of global ``step`` under this run's sample plan."""
+        cursor = self.plan.cursor(step)
+        return cursor.epoch + 1, cursor.epoch_step
+
     def save(self, step):
         if not self.cfg.enable_save_ckpt:
             return None
-        cursor = self.plan.cursor(step)
         self.buffers.average()  # every rank saves the same BatchNorm statistics
         path = save_checkpoint_atomic(self.step_cell, os.path.join(
-            self.ckpt_dir, checkpoint_name(cursor.epoch + 1, cursor.epoch_step)), append_dict=self.run_meta(step))
+            self.ckpt_dir, checkpoint_name(*self.epoch_position(step))), append_dict=self.run_meta(step))
         prune_checkpoints(self.ckpt_dir, self.cfg.save_checkpoint_num)
         logger.info("checkpoint saved: %s", path)
         return path

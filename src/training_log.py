@@ -26,8 +26,10 @@ class TrainingLog:
     file); ``plot()`` draws the curves to a PNG beside it.
     """
 
-    def __init__(self, csv_path, batch_size, group_size, steps_per_epoch, total_steps, log_steps=1):
+    def __init__(self, csv_path, batch_size, group_size, steps_per_epoch, total_steps, log_steps=1, position=None):
+        """``position(step)``: (epoch, step in epoch) of a global step, by default from steps_per_epoch."""
         self.csv_path = csv_path
+        self.position = position or (lambda step: ((step - 1) // steps_per_epoch + 1, (step - 1) % steps_per_epoch + 1))
         self.images_per_step = batch_size
         self.group_size = group_size
         self.steps_per_epoch = steps_per_epoch
@@ -68,8 +70,7 @@ class TrainingLog:
         seconds = max(now - self._last_time, 1e-9)
         ips = steps * self.images_per_step / seconds if timed else float("nan")
         self._last_time, self._last_step = now, step
-        epoch = (step - 1) // self.steps_per_epoch + 1
-        in_epoch = (step - 1) % self.steps_per_epoch + 1
+        epoch, in_epoch = self.position(step)
         logger.info("epoch: %d, step: %d/%d (global %d/%d), loss: %.5f (hm %.5f, wh %.5f, off %.5f), lr: %.3e, "
                     "loss_scale: %g, %s%s", epoch, in_epoch, self.steps_per_epoch, step,
                     self.total_steps, total, hm_loss, wh_loss, off_loss, lr, scale,
