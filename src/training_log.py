@@ -29,7 +29,8 @@ class TrainingLog:
     def __init__(self, csv_path, batch_size, group_size, steps_per_epoch, total_steps, log_steps=1, position=None):
         """``position(step)``: (epoch, step in epoch) of a global step, by default from steps_per_epoch."""
         self.csv_path = csv_path
-        self.position = position or (lambda step: ((step - 1) // steps_per_epoch + 1, (step - 1) % steps_per_epoch + 1))
+        self.position = position or (lambda step: ((step - 1) // steps_per_epoch + 1,
+                                                   (step - 1) % steps_per_epoch + 1))
         self.images_per_step = batch_size
         self.group_size = group_size
         self.steps_per_epoch = steps_per_epoch
