@@ -74,7 +74,8 @@ def test_exact_resume_with_ema_and_eval_uses_the_ema_weights(synthetic_mindrecor
     assert finish(second, 300) == 0, read_text(tmp_path / "second.log")[-3000:]
 
     name = "checkpoint_centernet-1_4.ckpt"
-    values = _assert_same_checkpoint(str(tmp_path / "full" / "ckpt_0" / name), str(tmp_path / "split" / "ckpt_0" / name))
+    values = _assert_same_checkpoint(str(tmp_path / "full" / "ckpt_0" / name),
+                                     str(tmp_path / "split" / "ckpt_0" / name))
     assert int(values["ema.updates"]) == 4
     weights = [n for n in values if not n.startswith(("ema.", "moment")) and "ema." + n in values]
     assert weights and all(not np.array_equal(values[n], values["ema." + n]) for n in weights[:5])
