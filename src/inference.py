@@ -41,11 +41,14 @@ def checkpoint_classes(path):
     return int(saved[biases[-1]].shape[0]) if biases else None
 
 
-def load_eval_weights(network, path, num_classes):
+def load_eval_weights(network, path, num_classes, weights="auto"):
     """Load ``path`` into ``network``; a checkpoint for another class count, or one that leaves a
-    parameter uninitialised, is a clear error."""
+    parameter uninitialised, is a clear error.
+
+    ``weights``: the EMA or raw weights of a training checkpoint (ema | raw | auto, the key eval_weights).
+    """
     try:
-        return load_network_weights(network, path, filter_weight=False, complete=True)
+        return load_network_weights(network, path, filter_weight=False, complete=True, weights=weights)
     except CheckpointError as err:
         if not any(p in str(err) for p in HEAD_PREFIXES):
             raise
@@ -62,7 +65,7 @@ def build_eval_network(cfg, num_classes, checkpoint=None, flip_test=None):
     net_cfg = cfg.net_config
     network = CenterNetDet(net_cfg, num_classes)
     if checkpoint:
-        load_eval_weights(network, checkpoint, num_classes)
+        load_eval_weights(network, checkpoint, num_classes, cfg.eval_weights)
     flip = cfg.flip_test if flip_test is None else flip_test
     net = CenterNetDetEval(network, cfg.eval_config.K, net_cfg.cat_spec_wh, net_cfg.reg_offset, flip)
     net.set_train(False)

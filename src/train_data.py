@@ -3,6 +3,7 @@
 The sample order and every augmentation depend only on (seed, rank, sample position), so a
 run resumes bit-for-bit at any step and the ranks of a data-parallel run read disjoint rows.
 """
+import collections
 import logging
 import os
 
@@ -18,42 +19,102 @@ SOURCE_COLUMNS = list(SCHEMA) + ["position"]
 PREFETCH_BYTES = 512 << 20   # queued batches per pipeline stage (see _limit_prefetch)
 
 
+class Cursor(collections.namedtuple("Cursor", "step epoch epoch_step epoch_samples")):
+    """The data position after global step ``step``: 0-based ``epoch``, the steps of it done
+    (``epoch_step``) and the images of its order read by the whole group (``epoch_samples``).
+
+    A step is one optimizer update; its global batch is group_size x batch_size images. Only
+    the image count is independent of the group size, so a resume with another group size
+    continues the epoch from epoch_samples (src.train_data.SamplePlan).
+    """
+
+    __slots__ = ()
+
+
 class SamplePlan:
     """Which row each sample position of one rank reads.
 
     Epoch e's order is default_rng([seed, e]).permutation(num_rows) (arange without
-    shuffle); rank r takes perm[r::group_size][:num_rows // group_size] and each epoch uses
-    its first steps_per_epoch * batch_size entries. Position p of the run is entry
-    p % epoch_len of epoch p // epoch_len.
+    shuffle). Each global step of the epoch reads the next group_size * batch_size entries of
+    that order, rank r every group_size-th from r: rank r's epoch is perm[r::group_size] up to
+    steps_per_epoch * batch_size entries (the group reads the order's first
+    steps_per_epoch * batch_size * group_size; the rest is left out of the epoch). Position p
+    of the run is rank-local sample p % batch_size of global step p // batch_size + 1.
+
+    ``resume`` (a Cursor) starts the plan after a checkpoint, possibly written by another
+    group size: the rest of its epoch, order[epoch_samples:epoch_len * group_size], is dealt
+    the same way (rank r every group_size-th entry, as many whole global batches as it fills),
+    then the following epochs are planned as above. The group reading a prefix of each
+    epoch's order, no image of the interrupted epoch is read twice; only the tail that does
+    not fill a global batch is left out, as in every epoch. Without a group-size change the
+    plan is the uninterrupted run's.
     """
 
-    def __init__(self, num_rows, batch_size, seed, rank=0, group_size=1, shuffle=True):
+    def __init__(self, num_rows, batch_size, seed, rank=0, group_size=1, shuffle=True, resume=None):
         if not 0 <= rank < group_size:
             raise ValueError("rank %d outside group of %d" % (rank, group_size))
         self.num_rows, self.batch_size, self.seed = int(num_rows), int(batch_size), int(seed)
         self.rank, self.group_size, self.shuffle = int(rank), int(group_size), bool(shuffle)
         self.steps_per_epoch = (self.num_rows // self.group_size) // self.batch_size
         self.epoch_len = self.steps_per_epoch * self.batch_size
+        self.resume = resume
+        if resume is None:
+            self.head_steps, self.first_epoch, self.first_step = 0, 0, 0
+        else:
+            global_batch = self.group_size * self.batch_size
+            left = max(0, self.epoch_len * self.group_size - int(resume.epoch_samples))
+            self.head_steps = left // global_batch
+            self.first_step = int(resume.step) + self.head_steps  # where whole epochs start
+            self.first_epoch = int(resume.epoch) + 1
+
+    def _order(self, epoch):
+        return (np.random.default_rng([self.seed, int(epoch)]).permutation(self.num_rows) if self.shuffle
+                else np.arange(self.num_rows))
 
     def epoch_indices(self, epoch):
-        """(epoch_len,) int64 row indices read by this rank in ``epoch``."""
-        order = (np.random.default_rng([self.seed, int(epoch)]).permutation(self.num_rows) if self.shuffle
-                 else np.arange(self.num_rows))
-        return order[self.rank::self.group_size][:self.num_rows // self.group_size][:self.epoch_len]
+        """(epoch_len,) int64 row indices read by this rank in a whole ``epoch``."""
+        return self._order(epoch)[self.rank::self.group_size][:self.num_rows // self.group_size][:self.epoch_len]
+
+    def _head_indices(self):
+        """Rows this rank reads in the rest of the resumed epoch (head_steps * batch_size of them)."""
+        tail = self._order(self.resume.epoch)[int(self.resume.epoch_samples):self.epoch_len * self.group_size]
+        return tail[self.rank::self.group_size][:self.head_steps * self.batch_size]
+
+    def _epoch_at(self, pos):
+        """(first position, row indices) of the planned stretch holding position ``pos``."""
+        head_start = 0 if self.resume is None else int(self.resume.step) * self.batch_size
+        whole_start = self.first_step * self.batch_size
+        if pos < head_start:
+            raise ValueError("position %d precedes the resumed step %d" % (pos, self.resume.step))
+        if pos < whole_start:
+            return head_start, self._head_indices()
+        k = (pos - whole_start) // self.epoch_len
+        return whole_start + k * self.epoch_len, self.epoch_indices(self.first_epoch + k)
 
     def segments(self, start, count):
         """Yield (first position, row indices) per epoch covering positions [start, start + count)."""
         pos, end = int(start), int(start) + int(count)
         while pos < end:
-            epoch, offset = divmod(pos, self.epoch_len)
-            take = min(self.epoch_len - offset, end - pos)
-            yield pos, self.epoch_indices(epoch)[offset:offset + take]
+            first, indices = self._epoch_at(pos)
+            offset = pos - first
+            take = min(len(indices) - offset, end - pos)
+            yield pos, indices[offset:offset + take]
             pos += take
 
     def indices(self, start, count):
         """All row indices of positions [start, start + count) (for tests and inspection)."""
         parts = [idx for _, idx in self.segments(start, count)]
         return np.concatenate(parts) if parts else np.zeros(0, np.int64)
+
+    def cursor(self, step):
+        """The Cursor after global ``step`` (> the resumed step); an epoch's last step ends it."""
+        global_batch = self.group_size * self.batch_size
+        if self.resume is not None and step <= self.first_step:
+            done = step - int(self.resume.step)
+            return Cursor(step, int(self.resume.epoch), int(self.resume.epoch_step) + done,
+                          int(self.resume.epoch_samples) + done * global_batch)
+        epoch, in_epoch = divmod(step - self.first_step - 1, self.steps_per_epoch)
+        return Cursor(step, self.first_epoch + epoch, in_epoch + 1, (in_epoch + 1) * global_batch)
 
 
 class _StreamSource:
@@ -80,9 +141,10 @@ class _StreamSource:
                 yield tuple(row) + (np.array(first + offset, np.int64),)
 
 
-def create_train_dataset(cfg, num_steps, start_step=0, rank=0, group_size=1):
+def create_train_dataset(cfg, num_steps, start_step=0, rank=0, group_size=1, resume=None):
     """Training dataset of ``num_steps`` batches of global steps start_step+1 .. start_step+num_steps.
 
+    ``resume``: the Cursor of the checkpoint resumed from (SamplePlan), None for a fresh run.
     Reads the MindRecord files of ``cfg.mindrecord_dir`` / ``cfg.mindrecord_prefix`` with
     cfg.train_config.batch_size, cfg.seed, cfg.do_shuffle and cfg.num_parallel_workers
     (capped at the core count). Columns: train_columns(cfg.net_config), each with a leading
@@ -94,7 +156,7 @@ def create_train_dataset(cfg, num_steps, start_step=0, rank=0, group_size=1):
     files = mindrecord_files(mindrecord_dir, prefix)
     num_rows = ds.MindDataset(files, columns_list=["image_id"], shuffle=False).get_dataset_size()
     _check_meta(cfg, mindrecord_dir, prefix)
-    plan = SamplePlan(num_rows, batch_size, cfg.seed, rank, group_size, cfg.do_shuffle)
+    plan = SamplePlan(num_rows, batch_size, cfg.seed, rank, group_size, cfg.do_shuffle, resume)
     if plan.steps_per_epoch == 0:
         raise ValueError("%s holds %d images, fewer than group_size %d x batch_size %d"
                          % (mindrecord_dir, num_rows, group_size, batch_size))

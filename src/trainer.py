@@ -18,15 +18,16 @@ from mindspore import nn
 
 from .centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep, StepOutputs
 from .dataset import dataset_size
-from .train_data import create_train_dataset
+from .ema import TrainStepWithEMA, WeightEMA, check_ema_config
+from .train_data import Cursor, SamplePlan, create_train_dataset
 from .train_targets import train_columns
 from .distributed import BufferAverager, RankAgreement
 from .lr_schedule import adam_eps, build_lr
 from .model_utils.config import ConfigError
 from .training_log import DataOrderRecord, StepProfiler, TrainingLog, plot_curves
 from .utils import (CheckpointError, build_optimizer, checkpoint_name, checkpoint_position, list_checkpoints,
-                    load_network_weights, load_train_state, prune_checkpoints, remove_stale_temporaries,
-                    save_checkpoint_atomic)
+                    load_network_weights, load_train_state, prune_checkpoints, read_checkpoint,
+                    remove_stale_temporaries, save_checkpoint_atomic, saved_run_meta)
 
 logger = logging.getLogger("train")
 
@@ -79,9 +80,9 @@ class StepRecorder:
         cfg = trainer.cfg
         self.start_step, self.process_start = trainer.start_step, process_start
         self.log = TrainingLog(trainer.csv_path, trainer.batch_size, trainer.group_size, trainer.steps_per_epoch,
-                               trainer.total_steps, cfg.log_steps)
-        self.order = (DataOrderRecord(trainer.order_path, cfg, trainer.batch_size, trainer.rank, trainer.group_size)
-                      if cfg.record_data_order else None)
+                               trainer.total_steps, cfg.log_steps, trainer.epoch_position)
+        self.order = (DataOrderRecord(trainer.order_path, cfg, trainer.batch_size, trainer.rank, trainer.group_size,
+                                      trainer.cursor) if cfg.record_data_order else None)
         self.profiler = (StepProfiler(profiler_dir(cfg, trainer.rank), cfg.profiler_steps, trainer.rank,
                                       cfg.device_target) if cfg.need_profiler else None)
         self.started = time.perf_counter()
@@ -122,23 +123,33 @@ class Trainer:
         self.agree = RankAgreement(group_size)
         self.batch_size = cfg.train_config.batch_size
         self.steps_per_epoch, self.total_steps = self._run_length()
+        self.schedule_steps_per_epoch = self.steps_per_epoch  # of the learning-rate schedule
+        self.ckpt_dir, self.csv_path, self.png_path, self.order_path = output_paths(cfg, rank, group_size)
+        if os.path.isdir(self.ckpt_dir):
+            remove_stale_temporaries(self.ckpt_dir)
+        resumed = self._check_resume() if cfg.resume else None
 
         ms.set_seed(cfg.seed)  # identical initial weights on every rank
         self.network = CenterNetDet(cfg.net_config, cfg.dataset_config.num_classes)
         if cfg.load_checkpoint_path and not cfg.resume:
             load_network_weights(self.network, cfg.load_checkpoint_path, cfg.filter_weight)
-        self.lr = build_lr(cfg.train_config, self.total_steps, self.steps_per_epoch)
+        self.lr = build_lr(cfg.train_config, self.total_steps, self.schedule_steps_per_epoch)
         self.optimizer = build_optimizer(self.network, cfg.train_config, self.lr, adam_eps(cfg.train_config))
         loss_net = CenterNetLossCell(self.network, cfg.net_config, train_columns(cfg.net_config))
         update, scale = loss_scale_update_cell(cfg)
         self.train_step = CenterNetTrainStep(loss_net, self.optimizer, update, scale)
         self.train_step.set_train()
+        self.step_cell = self.train_step  # what runs and is saved: the train step, with the EMA update when on
+        if cfg.train_config.ema:
+            self.step_cell = TrainStepWithEMA(self.train_step, WeightEMA(self.network.trainable_params(),
+                                                                         *check_ema_config(cfg.train_config)))
+            self.step_cell.set_train()
         self.buffers = BufferAverager(self.network, group_size)
 
-        self.ckpt_dir, self.csv_path, self.png_path, self.order_path = output_paths(cfg, rank, group_size)
-        if os.path.isdir(self.ckpt_dir):
-            remove_stale_temporaries(self.ckpt_dir)
-        self.start_step = self._resume() if cfg.resume else 0
+        self.cursor = self._resume(*resumed) if resumed else None
+        self.start_step = self.cursor.step if self.cursor else 0
+        self.plan = SamplePlan(self.num_images, self.batch_size, cfg.seed, rank, group_size, cfg.do_shuffle,
+                               self.cursor)
         self.opt_step = self._optimizer_step()
         self.sink = 0
 
@@ -148,7 +159,7 @@ class Trainer:
         if not cfg.mindrecord_dir:
             raise ConfigError("--mindrecord_dir is required: the folder written by src/dataset.py "
                               "(scripts/convert_dataset_to_mindrecord.sh)")
-        num_images = dataset_size(cfg.mindrecord_dir, cfg.mindrecord_prefix)
+        self.num_images = num_images = dataset_size(cfg.mindrecord_dir, cfg.mindrecord_prefix)
         steps_per_epoch = (num_images // self.group_size) // self.batch_size
         if steps_per_epoch == 0:
             raise ConfigError("the MindRecord dataset in %s has %d images: too few for one global batch of %d "
@@ -164,56 +175,100 @@ class Trainer:
     def _optimizer_step(self):
         return int(self.optimizer.global_step.asnumpy().reshape(-1)[0])
 
-    def _resume(self):
-        """Load the training state to resume from; returns its data step."""
+    def _check_resume(self):
+        """(path, checkpoint, expected run metadata) to resume from, checked before anything is built.
+
+        The learning-rate schedule (total_steps, steps_per_epoch) is the checkpoint's. A
+        checkpoint of another group size (devices lost or added) is an elastic resume: the
+        global step, schedule position, optimizer and EMA state carry over and the data order
+        is re-planned from the images of the interrupted epoch already read (SamplePlan).
+        """
+        cfg = self.cfg
         path = self._resume_path()
+        saved = read_checkpoint(path)
+        meta = saved_run_meta(saved, path)
+        self.elastic = meta.get("group_size", self.group_size) != self.group_size
+        expected = {"batch_size": self.batch_size, "seed": cfg.seed}
+        if "num_images" in meta:
+            expected["num_images"] = self.num_images
+        elif not self.elastic:
+            expected["steps_per_epoch"] = self.steps_per_epoch
+        if "steps_per_epoch" in meta and cfg.train_steps <= 0:
+            self.schedule_steps_per_epoch = meta["steps_per_epoch"]
+            self.total_steps = cfg.epoch_size * self.schedule_steps_per_epoch
+        expected["total_steps"] = self.total_steps
+        return path, saved, expected
+
+    def _resume(self, path, saved, expected):
+        """Load the training state to resume from; returns the Cursor of its data position."""
         started = time.perf_counter()
-        saved = load_train_state(self.train_step, path, self.run_meta())
-        logger.info("resumed from %s at step %d of %d (state loaded in %.1f s)", path, saved["data_step"],
-                    self.total_steps, time.perf_counter() - started)
-        return saved["data_step"]
+        meta = load_train_state(self.step_cell, path, expected, saved)
+        step = meta["data_step"]
+        if "epoch_samples" in meta:
+            cursor = Cursor(step, meta["epoch"] - 1, meta["epoch_step"], meta["epoch_samples"])
+        else:  # written before the cursor was saved: the plan of an uninterrupted run of its group
+            epoch, in_epoch = divmod(step - 1, meta["steps_per_epoch"])
+            cursor = Cursor(step, epoch, in_epoch + 1, (in_epoch + 1) * self.batch_size * meta["group_size"])
+        logger.info("resumed from %s at step %d of %d (state loaded in %.1f s)", path, step, self.total_steps,
+                    time.perf_counter() - started)
+        if self.elastic:
+            plan = SamplePlan(self.num_images, self.batch_size, self.cfg.seed, self.rank, self.group_size,
+                              self.cfg.do_shuffle, cursor)
+            logger.warning("elastic resume: the checkpoint was written by %d device(s), this run has %d; global "
+                           "step %d, the learning-rate schedule (%d steps) and the optimizer state continue; "
+                           "epoch %d continues after its %d images already read with %d step(s) of %d x %d "
+                           "images, then %d steps per epoch", meta["group_size"], self.group_size, step,
+                           self.total_steps, cursor.epoch + 1, cursor.epoch_samples, plan.head_steps,
+                           self.group_size, self.batch_size, plan.steps_per_epoch)
+        return cursor
 
     def _resume_path(self):
         """The checkpoint to resume from; in distributed runs the newest step that every rank holds."""
         if self.cfg.load_checkpoint_path:
             return self.cfg.load_checkpoint_path
-        found = {}
-        for path in list_checkpoints(self.ckpt_dir):
-            epoch, in_epoch = checkpoint_position(path)
-            found[(epoch - 1) * self.steps_per_epoch + in_epoch] = path
+        # keyed by (epoch, step in epoch) of the name: ordered like the steps whatever group wrote them
+        found = {checkpoint_position(path): path for path in list_checkpoints(self.ckpt_dir)}
         if self.group_size > 1:
             newest = sorted(found, reverse=True)[:_RESUME_CANDIDATES]
-            table = self.agree.gather(newest + [-1] * (_RESUME_CANDIDATES - len(newest)))
-            common = set.intersection(*({int(s) for s in row if s >= 0} for row in table))
+            flat = [v for key in newest for v in key] + [-1, -1] * (_RESUME_CANDIDATES - len(newest))
+            table = self.agree.gather(flat).reshape(self.group_size, -1, 2)
+            held = [{(int(e), int(i)) for e, i in row if e >= 0} for row in table]
+            common = set.intersection(*held)
             if not common:
                 raise CheckpointError("--resume=true: the ranks hold no checkpoint of a common step (newest per "
                                       "rank: %s); give --load_checkpoint_path"
-                                      % ", ".join(str(max(row)) for row in table))
-            step = max(common)
-            if step != max(found):
-                logger.warning("resuming at step %d, the newest step every rank holds (this rank has %d)",
-                               step, max(found))
-            return found[step]
+                                      % ", ".join("%d_%d" % max(h) if h else "none" for h in held))
+            key = max(common)
+            if key != max(found):
+                logger.warning("resuming from %s, the newest checkpoint every rank holds (this rank has %s)",
+                               os.path.basename(found[key]), os.path.basename(found[max(found)]))
+            return found[key]
         if not found:
             raise CheckpointError("--resume=true: no checkpoint in %s and no --load_checkpoint_path given"
                                   % self.ckpt_dir)
         return found[max(found)]
 
     def run_meta(self, data_step=None):
-        meta = {"total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
-                "batch_size": self.batch_size, "group_size": self.group_size, "seed": self.cfg.seed}
+        meta = {"total_steps": self.total_steps, "steps_per_epoch": self.schedule_steps_per_epoch,
+                "batch_size": self.batch_size, "group_size": self.group_size, "seed": self.cfg.seed,
+                "num_images": self.num_images}
         if data_step is not None:
-            meta.update(data_step=data_step, epoch=(data_step - 1) // self.steps_per_epoch + 1)
+            cursor = self.plan.cursor(data_step)
+            meta.update(data_step=data_step, epoch=cursor.epoch + 1, epoch_step=cursor.epoch_step,
+                        epoch_samples=cursor.epoch_samples)
         return meta
+
+    def epoch_position(self, step):
+        """(epoch, step in epoch), both 1-based, of global ``step`` under this run's sample plan."""
+        cursor = self.plan.cursor(step)
+        return cursor.epoch + 1, cursor.epoch_step
 
     def save(self, step):
         if not self.cfg.enable_save_ckpt:
             return None
-        epoch = (step - 1) // self.steps_per_epoch + 1
-        in_epoch = (step - 1) % self.steps_per_epoch + 1
         self.buffers.average()  # every rank saves the same BatchNorm statistics
-        path = save_checkpoint_atomic(self.train_step, os.path.join(self.ckpt_dir, checkpoint_name(epoch, in_epoch)),
-                                      append_dict=self.run_meta(step))
+        path = save_checkpoint_atomic(self.step_cell, os.path.join(
+            self.ckpt_dir, checkpoint_name(*self.epoch_position(step))), append_dict=self.run_meta(step))
         prune_checkpoints(self.ckpt_dir, self.cfg.save_checkpoint_num)
         logger.info("checkpoint saved: %s", path)
         return path
@@ -267,13 +322,13 @@ class Trainer:
         one step fed from the host.
         """
         cfg = self.cfg
-        dataset = create_train_dataset(cfg, remaining, self.start_step, self.rank, self.group_size)
+        dataset = create_train_dataset(cfg, remaining, self.start_step, self.rank, self.group_size, self.cursor)
         self.sink = self._sink_size(remaining)
         if self.sink:
-            run_sink = ms.data_sink(self.train_step, dataset, sink_size=self.sink)
+            run_sink = ms.data_sink(self.step_cell, dataset, sink_size=self.sink)
             return ((self.sink, StepOutputs.of(run_sink())) for _ in range(remaining // self.sink))
         batches = dataset.create_tuple_iterator(num_epochs=1, do_copy=False)
-        return ((1, StepOutputs.of(self.train_step(*batch))) for batch in batches)
+        return ((1, StepOutputs.of(self.step_cell(*batch))) for batch in batches)
 
     def _advance_lr(self, outputs):
         """The learning rate the step(s) just done used; advances the optimizer-step counter.

@@ -27,8 +27,11 @@ class TrainingLog:
     appears once); ``plot()`` draws the curves to a PNG beside it.
     """
 
-    def __init__(self, csv_path, batch_size, group_size, steps_per_epoch, total_steps, log_steps=1):
+    def __init__(self, csv_path, batch_size, group_size, steps_per_epoch, total_steps, log_steps=1, position=None):
+        """``position(step)``: (epoch, step in epoch) of a global step, by default from steps_per_epoch."""
         self.csv_path = csv_path
+        self.position = position or (lambda step: ((step - 1) // steps_per_epoch + 1,
+                                                   (step - 1) % steps_per_epoch + 1))
         self.images_per_step = batch_size
         self.group_size = group_size
         self.steps_per_epoch = steps_per_epoch
@@ -86,8 +89,7 @@ class TrainingLog:
         seconds = max(now - self._last_time, 1e-9)
         ips = steps * self.images_per_step / seconds if timed else float("nan")
         self._last_time, self._last_step = now, step
-        epoch = (step - 1) // self.steps_per_epoch + 1
-        in_epoch = (step - 1) % self.steps_per_epoch + 1
+        epoch, in_epoch = self.position(step)
         logger.info("epoch: %d, step: %d/%d (global %d/%d), loss: %.5f (hm %.5f, wh %.5f, off %.5f), lr: %.3e, "
                     "loss_scale: %g, %s%s", epoch, in_epoch, self.steps_per_epoch, step,
                     self.total_steps, total, hm_loss, wh_loss, off_loss, lr, scale,
@@ -181,14 +183,14 @@ class DataOrderRecord:
     images of each step without touching the pipeline; written after each step completes.
     """
 
-    def __init__(self, path, cfg, batch_size, rank, group_size):
+    def __init__(self, path, cfg, batch_size, rank, group_size, resume=None):
         import mindspore.dataset as ds
         from .dataset import mindrecord_files
         from .train_data import SamplePlan
         files = mindrecord_files(cfg.mindrecord_dir, cfg.mindrecord_prefix)
         reader = ds.MindDataset(files, columns_list=["image_id"], shuffle=False)
         self.image_ids = np.array([int(r[0]) for r in reader.create_tuple_iterator(output_numpy=True, num_epochs=1)])
-        self.plan = SamplePlan(len(self.image_ids), batch_size, cfg.seed, rank, group_size, cfg.do_shuffle)
+        self.plan = SamplePlan(len(self.image_ids), batch_size, cfg.seed, rank, group_size, cfg.do_shuffle, resume)
         self.batch_size = batch_size
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         new = not os.path.exists(path) or os.path.getsize(path) == 0

@@ -13,6 +13,7 @@ import shutil
 import mindspore as ms
 from mindspore import Tensor, nn
 
+from src.ema import EMA_PREFIX, select_weights
 from src.file_io import atomic_path
 
 logger = logging.getLogger(__name__)
@@ -24,8 +25,12 @@ HEAD_PREFIXES = ("hm.", "wh.", "reg.")
 _STATE_PREFIXES = ("moment1.", "moment2.")
 _STATE_NAMES = {"global_step", "learning_rate", "beta1_power", "beta2_power", "scale_sense",
                 "current_iterator_step", "last_overflow_iterator_step"}
-# Run metadata saved beside the parameters (checked when resuming).
-RUN_META_KEYS = ("data_step", "epoch", "total_steps", "steps_per_epoch", "batch_size", "group_size", "seed")
+# Run metadata saved beside the parameters (checked when resuming). total_steps and
+# steps_per_epoch are the learning-rate schedule's; group_size the devices that wrote the
+# checkpoint; epoch, epoch_step and epoch_samples the data position after data_step (epoch
+# 1-based, its steps done, the images of its order read by the whole group: src.train_data.Cursor).
+RUN_META_KEYS = ("data_step", "epoch", "epoch_step", "epoch_samples", "num_images", "total_steps",
+                 "steps_per_epoch", "batch_size", "group_size", "seed")
 
 
 class CheckpointError(ValueError):
@@ -33,7 +38,8 @@ class CheckpointError(ValueError):
 
 
 def is_state_param(name):
-    return name.startswith(_STATE_PREFIXES) or name in _STATE_NAMES or name in RUN_META_KEYS
+    return (name.startswith(_STATE_PREFIXES) or name.startswith(EMA_PREFIX) or name in _STATE_NAMES
+            or name in RUN_META_KEYS)
 
 
 def split_decay_params(params, rule):
@@ -155,8 +161,11 @@ def _short(names, limit=6):
     return ", ".join(names[:limit]) + (" ... (%d in all)" % len(names) if len(names) > limit else "")
 
 
-def load_network_weights(network, path, filter_weight=False, complete=False):
+def load_network_weights(network, path, filter_weight=False, complete=False, weights="raw"):
     """Load the network weights in ``path`` (backbone-only, network or training checkpoint).
+
+    ``weights`` picks the trained (raw) or EMA weights of a training checkpoint
+    (src.ema.select_weights: ema | raw | auto).
 
     Missing, unexpected and shape-mismatched parameters are reported by name. A shape
     mismatch is an error, except in the heads when ``filter_weight`` is set (fine-tuning to
@@ -164,7 +173,7 @@ def load_network_weights(network, path, filter_weight=False, complete=False):
     (evaluation, export, detection) a checkpoint that leaves any network parameter at its
     random initialisation is an error. Returns the number of parameters loaded.
     """
-    saved = read_checkpoint(path)
+    saved, ema = select_weights(read_checkpoint(path), weights, path)
     own = {p.name: p for p in network.get_parameters()}
     matched, mismatched, unexpected = {}, [], []
     for name, value in saved.items():
@@ -205,21 +214,29 @@ def load_network_weights(network, path, filter_weight=False, complete=False):
         logger.info("checkpoint %s covers the backbone only; %d up-path/head parameters start fresh: %s", path,
                     len(missing), _short(missing))
     ms.load_param_into_net(network, matched, strict_load=False)
-    logger.info("loaded %d of %d network parameters from %s", len(matched), len(own), path)
+    logger.info("loaded %d of %d network parameters from %s%s", len(matched), len(own), path,
+                " (EMA weights)" if ema else "")
     return len(matched)
 
 
-def load_train_state(train_cell, path, expected_meta):
-    """Restore every parameter of the training cell (weights, Adam, step, loss scale) from ``path``.
-
-    ``expected_meta`` (run settings that fix the data order and schedule) must equal the
-    saved ones. Returns the saved run metadata (data_step, epoch...).
-    """
-    saved = read_checkpoint(path)
+def saved_run_meta(saved, path):
+    """The run metadata (RUN_META_KEYS present) of a checkpoint's name -> value dict."""
     meta = {k: int(saved[k].asnumpy()) for k in RUN_META_KEYS if k in saved}
     if "data_step" not in meta:
         raise CheckpointError("checkpoint %s is not a training checkpoint of train.py (no data_step): "
                               "use it with --load_checkpoint_path and --resume=false" % path)
+    return meta
+
+
+def load_train_state(train_cell, path, expected_meta, saved=None):
+    """Restore every parameter of the training cell (weights, Adam, step, loss scale, EMA) from ``path``.
+
+    ``expected_meta`` (run settings that fix the data order and schedule) must equal the
+    saved ones present. ``saved``: the checkpoint already read. Returns the saved run
+    metadata (data_step, epoch...).
+    """
+    saved = read_checkpoint(path) if saved is None else saved
+    meta = saved_run_meta(saved, path)
     differing = ["%s: checkpoint %d, now %d" % (k, meta[k], v) for k, v in expected_meta.items()
                  if k in meta and meta[k] != v]
     if differing:
