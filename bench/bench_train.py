@@ -49,10 +49,11 @@ def measure(argv, batch_size, steps=5, warmup=2, forward_only=False):
     import mindspore as ms
     from mindspore import Tensor, nn
 
-    from src.centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep
+    from src.centernet_det import CenterNetDet
     from src.decode import CenterNetDetEval
     from src.model_utils.config import get_config
     from src.model_utils.device_adapter import set_device
+    from src.trainer import build_train_step
 
     cfg = get_config(argv)
     set_device(cfg)
@@ -67,9 +68,8 @@ def measure(argv, batch_size, steps=5, warmup=2, forward_only=False):
         cell.set_train(False)
         inputs = [Tensor(rng.random((1, 3, h, w), dtype=np.float32))]
     else:
-        loss = CenterNetLossCell(net, cfg.net_config)
         opt = nn.Adam(net.trainable_params(), 1e-4)
-        cell = CenterNetTrainStep(loss, opt, nn.DynamicLossScaleUpdateCell(1024.0, 2, 1000), 1024.0)
+        cell = build_train_step(cfg, net, opt)
         cell.set_train()
         image = rng.random((batch_size, 3, h, w), dtype=np.float32)
         inputs = [Tensor(a) for a in [image] + _targets(cfg, batch_size, num_classes, rng)]
