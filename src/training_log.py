@@ -16,7 +16,7 @@ from .file_io import atomic_path
 logger = logging.getLogger(__name__)
 
 CSV_FIELDS = ("step", "epoch", "lr", "loss", "hm_loss", "wh_loss", "off_loss", "loss_scale", "overflow",
-              "images_per_sec", "grad_norm")
+              "grad_norm", "images_per_sec")
 
 
 class TrainingLog:
@@ -77,8 +77,8 @@ class TrainingLog:
                     " (x%d devices)" % self.group_size if self.group_size > 1 else "")
         if self._file:
             self._writer.writerow((step, epoch, "%.6e" % lr, "%.6f" % total, "%.6f" % hm_loss, "%.6f" % wh_loss,
-                                   "%.6f" % off_loss, "%g" % scale, int(bool(overflow)), "%.2f" % ips,
-                                   "%.6g" % outputs.grad_norm))
+                                   "%.6f" % off_loss, "%g" % scale, int(bool(overflow)), "%.6g" % outputs.grad_norm,
+                                   "%.2f" % ips))
             self._file.flush()
 
     def close(self):
