@@ -59,12 +59,12 @@ def profiler_dir(cfg, rank):
 
 def loss_scale_update_cell(cfg, level):
     """(dynamic loss-scale cell, initial scale) of amp level ``level``; (None, None) without loss scaling."""
-    if not use_loss_scale(cfg, level):
-        return None, None
     window = cfg.train_config.loss_scale_window
-    if window < 1:
+    if window < 1:  # checked at every level: a configuration error whichever backend runs it
         raise ConfigError("--train_config.loss_scale_window=%d must be at least 1 (steps without overflow "
                           "before the loss scale grows)" % window)
+    if not use_loss_scale(cfg, level):
+        return None, None
     scale = float(cfg.train_config.loss_scale_value)
     return nn.DynamicLossScaleUpdateCell(scale, LOSS_SCALE_FACTOR, window), scale
 
