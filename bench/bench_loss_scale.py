@@ -9,7 +9,6 @@ random batch; each round times A then B, and the medians are reported.
     python bench/bench_loss_scale.py --config_path=quick_start_config.yaml --batch_size=8
 """
 import argparse
-import json
 import os
 import statistics
 import sys

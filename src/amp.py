@@ -13,8 +13,9 @@ Levels follow MindSpore's ``ms.amp`` (the cell lists come from ``ms.amp.get_whit
     O3  every cell in fp16
 
 At every level the deformable convolution (offset conv, sampling and its matmul) stays in
-fp32: its sampling positions are absolute feature-map coordinates, which fp16 resolves only to
-1/16 px at x >= 128 (a 512 input's output map), and the loss always runs in fp32 on fp32
+fp32: its sampling positions are absolute feature-map coordinates, whose fp16 spacing
+grows with the coordinate (1/32 px at 32-64, the last DCN's range on a 512 input; 1/8 px at
+128-256 on large keep_res inputs), and the loss always runs in fp32 on fp32
 network outputs. Cells keep their parameters in fp32; ``to_float`` casts them per call, so
 checkpoints and parameter names do not depend on the level.
 """
