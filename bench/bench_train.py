@@ -1,7 +1,8 @@
 """Benchmark: training-step and forward time of the network on the current device (compute only).
 
-Random inputs and targets of the right shapes feed the real training cell (loss, gradients,
-loss scaling, Adam), so the data pipeline is excluded; it has its own benchmark.
+Random inputs and targets of the right shapes feed the training cell train.py builds (loss,
+gradients, Adam, and the amp level, loss scale and clipping of the configuration), so the data
+pipeline is excluded; it has its own benchmark.
 
     python bench/bench_train.py                      # full ResNet-101 at 512x512, batch 2
     python bench/bench_train.py --config_path=quick_start_config.yaml --batch_size=8
