@@ -1,7 +1,8 @@
 """Benchmark: training-step and forward time of the network on the current device (compute only).
 
-Random inputs and targets of the right shapes feed the real training cell (loss, gradients,
-loss scaling, Adam), so the data pipeline is excluded; it has its own benchmark.
+Random inputs and targets of the right shapes feed the training cell train.py builds (loss,
+gradients, Adam, and the amp level, loss scale and clipping of the configuration), so the data
+pipeline is excluded; it has its own benchmark.
 
     python bench/bench_train.py                      # full ResNet-101 at 512x512, batch 2
     python bench/bench_train.py --config_path=quick_start_config.yaml --batch_size=8
@@ -49,10 +50,11 @@ def measure(argv, batch_size, steps=5, warmup=2, forward_only=False):
     import mindspore as ms
     from mindspore import Tensor, nn
 
-    from src.centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep
+    from src.centernet_det import CenterNetDet
     from src.decode import CenterNetDetEval
     from src.model_utils.config import get_config
     from src.model_utils.device_adapter import set_device
+    from src.trainer import build_train_step
 
     cfg = get_config(argv)
     set_device(cfg)
@@ -67,9 +69,8 @@ def measure(argv, batch_size, steps=5, warmup=2, forward_only=False):
         cell.set_train(False)
         inputs = [Tensor(rng.random((1, 3, h, w), dtype=np.float32))]
     else:
-        loss = CenterNetLossCell(net, cfg.net_config)
         opt = nn.Adam(net.trainable_params(), 1e-4)
-        cell = CenterNetTrainStep(loss, opt, nn.DynamicLossScaleUpdateCell(1024.0, 2, 1000), 1024.0)
+        cell = build_train_step(cfg, net, opt)
         cell.set_train()
         image = rng.random((batch_size, 3, h, w), dtype=np.float32)
         inputs = [Tensor(a) for a in [image] + _targets(cfg, batch_size, num_classes, rng)]

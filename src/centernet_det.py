@@ -143,17 +143,19 @@ class CenterNetLossCell(nn.Cell):
                          inputs[self.wh_at], wh_mask, reg)
 
 
-class StepOutputs(collections.namedtuple("StepOutputs", "loss hm_loss wh_loss off_loss overflow loss_scale")):
+class StepOutputs(collections.namedtuple("StepOutputs",
+                                         "loss hm_loss wh_loss off_loss overflow loss_scale grad_norm")):
     """One training step's results as Python numbers: losses, whether gradients overflowed (the
-    step was skipped) and the loss scale the step used."""
+    step was skipped), the loss scale the step used and the global gradient norm before clipping."""
 
     __slots__ = ()
 
     @classmethod
     def of(cls, outputs):
         """Name the tuple of tensors returned by CenterNetTrainStep (or its data-sink wrapper)."""
-        loss, hm_loss, wh_loss, off_loss, overflow, scale = (float(o.asnumpy().reshape(-1)[0]) for o in outputs)
-        return cls(loss, hm_loss, wh_loss, off_loss, bool(overflow), scale)
+        loss, hm_loss, wh_loss, off_loss, overflow, scale, norm = (float(o.asnumpy().reshape(-1)[0])
+                                                                    for o in outputs)
+        return cls(loss, hm_loss, wh_loss, off_loss, bool(overflow), scale, norm)
 
 
 _grad_scale = ops.MultitypeFuncGraph("grad_scale")
@@ -164,27 +166,53 @@ def _unscale(scale, grad):
     return grad * ops.cast(ops.reciprocal(scale), ops.dtype(grad))
 
 
+_grad_mul = ops.MultitypeFuncGraph("grad_mul")
+
+
+@_grad_mul.register("Tensor", "Tensor")
+def _multiply(factor, grad):
+    return grad * ops.cast(factor, ops.dtype(grad))
+
+
+_square_sum = ops.MultitypeFuncGraph("square_sum")
+
+
+@_square_sum.register("Tensor")
+def _sum_of_squares(grad):
+    return ops.reduce_sum(ops.square(ops.cast(grad, mstype.float32)))
+
+
 class CenterNetTrainStep(nn.Cell):
-    """One optimisation step with loss scaling and overflow skipping.
+    """One optimisation step: optional loss scaling with overflow skipping, optional clipping.
 
     Returns the fields of StepOutputs as a plain tuple (graph-mode outputs); name them on the
-    Python side with ``StepOutputs.of(outputs)``. Gradients of the total loss are scaled by
-    ``scale_sense``, averaged over devices in data-parallel runs, unscaled
-    and checked for inf/nan; an overflowed step leaves the weights and optimizer untouched
-    and, with a DynamicLossScaleUpdateCell, lowers the scale. Everything that defines the
+    Python side with ``StepOutputs.of(outputs)``. Gradients of the total loss are averaged over
+    devices in data-parallel runs. With loss scaling (``loss_scale_value`` not None) they are
+    computed on the loss times ``scale_sense``, unscaled and checked for inf/nan; an
+    overflowed step leaves the weights and optimizer untouched and, with a
+    DynamicLossScaleUpdateCell, lowers the scale. Without it (fp32 training) none of that work
+    is in the graph: overflow is always False and the scale 1. The global gradient norm
+    (after unscaling) is returned; ``grad_clip_norm`` > 0 multiplies the gradients by
+    clip / max(norm, clip), as ``ops.clip_by_global_norm`` defines. Everything that defines the
     training state (weights, Adam moments, global step, loss scale and its counters) lives in
     Parameters of this cell, so saving it saves an exactly resumable state.
     """
 
-    def __init__(self, loss_net, optimizer, scale_update_cell=None, loss_scale_value=1.0):
+    def __init__(self, loss_net, optimizer, scale_update_cell=None, loss_scale_value=None, grad_clip_norm=0.0):
         super().__init__(auto_prefix=False)
         self.network = loss_net
         self.network.set_grad()
         self.optimizer = optimizer
         self.weights = optimizer.parameters
         self.grad = ops.GradOperation(get_by_list=True, sens_param=True)
-        self.scale_sense = Parameter(Tensor(float(loss_scale_value), mstype.float32), name="scale_sense")
-        self.scale_update_cell = scale_update_cell
+        self.loss_scaling = loss_scale_value is not None
+        self.scale_sense = Parameter(Tensor(float(loss_scale_value if self.loss_scaling else 1.0), mstype.float32),
+                                     name="scale_sense")
+        self.scale_update_cell = scale_update_cell if self.loss_scaling else None
+        self.clip = float(grad_clip_norm) > 0
+        self.clip_norm = Tensor(float(grad_clip_norm), mstype.float32)
+        self.one = Tensor(1.0, mstype.float32)
+        self.no_overflow = Tensor(False, mstype.bool_)
         self.hyper_map = ops.HyperMap()
         parallel_mode = ms.get_auto_parallel_context("parallel_mode")
         self.reducer_flag = parallel_mode in (ParallelMode.DATA_PARALLEL, ParallelMode.HYBRID_PARALLEL)
@@ -194,15 +222,27 @@ class CenterNetTrainStep(nn.Cell):
 
     def construct(self, *inputs):
         total, hm_loss, wh_loss, off_loss = self.network(*inputs)
-        scale = self.scale_sense * 1.0  # a copy: the value used by this step, before any update
-        sens = (ops.ones_like(total) * ops.cast(scale, ops.dtype(total)), ops.zeros_like(hm_loss),
-                ops.zeros_like(wh_loss), ops.zeros_like(off_loss))
+        scale = self.one
+        sens_total = ops.ones_like(total)
+        if self.loss_scaling:
+            scale = self.scale_sense * 1.0  # a copy: the value used by this step, before any update
+            sens_total = sens_total * ops.cast(scale, ops.dtype(total))
+        sens = (sens_total, ops.zeros_like(hm_loss), ops.zeros_like(wh_loss), ops.zeros_like(off_loss))
         grads = self.grad(self.network, self.weights)(*inputs, sens)
         grads = self.grad_reducer(grads)
-        grads = self.hyper_map(ops.partial(_grad_scale, scale), grads)
-        overflow = ops.logical_not(ms.amp.all_finite(grads))
-        if self.scale_update_cell is not None:
-            overflow = self.scale_update_cell(self.scale_sense, overflow)
-        if not overflow:
+        overflow = self.no_overflow
+        if self.loss_scaling:
+            grads = self.hyper_map(ops.partial(_grad_scale, scale), grads)
+            overflow = ops.logical_not(ms.amp.all_finite(grads))
+            if self.scale_update_cell is not None:
+                overflow = self.scale_update_cell(self.scale_sense, overflow)
+        norm = ops.sqrt(ops.addn(self.hyper_map(_square_sum, grads)))
+        if self.clip:
+            factor = self.clip_norm / ops.maximum(norm, self.clip_norm)
+            grads = self.hyper_map(ops.partial(_grad_mul, factor), grads)
+        if self.loss_scaling:
+            if not overflow:
+                total = ops.depend(total, self.optimizer(grads))
+        else:
             total = ops.depend(total, self.optimizer(grads))
-        return total, hm_loss, wh_loss, off_loss, overflow, scale
+        return total, hm_loss, wh_loss, off_loss, overflow, scale, norm

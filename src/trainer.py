@@ -16,6 +16,7 @@ import time
 import mindspore as ms
 from mindspore import nn
 
+from .amp import apply_amp, resolve_amp_level, use_loss_scale
 from .centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep, StepOutputs
 from .dataset import dataset_size
 from .ema import TrainStepWithEMA, WeightEMA, check_ema_config
@@ -57,16 +58,30 @@ def profiler_dir(cfg, rank):
     return os.path.join((cfg.save_checkpoint_path or ".").replace("{rank}", str(rank)), "profiler")
 
 
-def loss_scale_update_cell(cfg):
-    """The dynamic loss-scale cell (None without loss scaling) and the initial scale."""
-    if not cfg.enable_lossscale:
-        return None, 1.0
+def loss_scale_update_cell(cfg, level):
+    """(dynamic loss-scale cell, initial scale) of amp level ``level``; (None, None) without loss scaling."""
     window = cfg.train_config.loss_scale_window
-    if window < 1:
+    if window < 1:  # checked at every level: a configuration error whichever backend runs it
         raise ConfigError("--train_config.loss_scale_window=%d must be at least 1 (steps without overflow "
                           "before the loss scale grows)" % window)
+    if not use_loss_scale(cfg, level):
+        return None, None
     scale = float(cfg.train_config.loss_scale_value)
     return nn.DynamicLossScaleUpdateCell(scale, LOSS_SCALE_FACTOR, window), scale
+
+
+def build_train_step(cfg, network, optimizer):
+    """The training cell of ``network``: amp level, loss-scale policy and gradient clipping from ``cfg``."""
+    level = resolve_amp_level(cfg.amp_level, cfg.device_target)
+    clip = float(cfg.train_config.grad_clip_norm)
+    if clip < 0:
+        raise ConfigError("--train_config.grad_clip_norm=%g must be >= 0 (0 turns clipping off)" % clip)
+    loss_net = CenterNetLossCell(apply_amp(network, level), cfg.net_config, train_columns(cfg.net_config))
+    update, scale = loss_scale_update_cell(cfg, level)
+    logger.info("amp level %s (amp_level=%s on %s), %s, gradient clipping %s", level, cfg.amp_level,
+                cfg.device_target, "dynamic loss scale from %g" % scale if update else "no loss scale",
+                "at global norm %g" % clip if clip else "off")
+    return CenterNetTrainStep(loss_net, optimizer, update, scale, clip)
 
 
 class StepRecorder:
@@ -135,9 +150,7 @@ class Trainer:
             load_network_weights(self.network, cfg.load_checkpoint_path, cfg.filter_weight)
         self.lr = build_lr(cfg.train_config, self.total_steps, self.schedule_steps_per_epoch)
         self.optimizer = build_optimizer(self.network, cfg.train_config, self.lr, adam_eps(cfg.train_config))
-        loss_net = CenterNetLossCell(self.network, cfg.net_config, train_columns(cfg.net_config))
-        update, scale = loss_scale_update_cell(cfg)
-        self.train_step = CenterNetTrainStep(loss_net, self.optimizer, update, scale)
+        self.train_step = build_train_step(cfg, self.network, self.optimizer)
         self.train_step.set_train()
         self.step_cell = self.train_step  # what runs and is saved: the train step, with the EMA update when on
         if cfg.train_config.ema:

@@ -16,7 +16,7 @@ from .file_io import atomic_path
 logger = logging.getLogger(__name__)
 
 CSV_FIELDS = ("step", "epoch", "lr", "loss", "hm_loss", "wh_loss", "off_loss", "loss_scale", "overflow",
-              "images_per_sec")
+              "grad_norm", "images_per_sec")
 
 
 class TrainingLog:
@@ -91,13 +91,14 @@ class TrainingLog:
         self._last_time, self._last_step = now, step
         epoch, in_epoch = self.position(step)
         logger.info("epoch: %d, step: %d/%d (global %d/%d), loss: %.5f (hm %.5f, wh %.5f, off %.5f), lr: %.3e, "
-                    "loss_scale: %g, %s%s", epoch, in_epoch, self.steps_per_epoch, step,
-                    self.total_steps, total, hm_loss, wh_loss, off_loss, lr, scale,
+                    "loss_scale: %g, grad norm %.4g, %s%s", epoch, in_epoch, self.steps_per_epoch, step,
+                    self.total_steps, total, hm_loss, wh_loss, off_loss, lr, scale, outputs.grad_norm,
                     "%.1f images/s" % ips if timed else "graph compiled",
                     " (x%d devices)" % self.group_size if self.group_size > 1 else "")
         if self._file:
             self._writer.writerow((step, epoch, "%.6e" % lr, "%.6f" % total, "%.6f" % hm_loss, "%.6f" % wh_loss,
-                                   "%.6f" % off_loss, "%g" % scale, int(bool(overflow)), "%.2f" % ips))
+                                   "%.6f" % off_loss, "%g" % scale, int(bool(overflow)), "%.6g" % outputs.grad_norm,
+                                   "%.2f" % ips))
             self._file.flush()
 
     def close(self):

@@ -108,10 +108,10 @@ def test_train_step_learns_a_fixed_batch_and_skips_overflow():
     assert losses[-1] < 0.5 * losses[0]
     before = net.hm[2].weight.asnumpy().copy()
     step.scale_sense.set_data(Tensor(np.float32(3e38)))  # scaled gradients overflow to inf
-    _, _, _, _, overflow, scale = step(*batch)
+    _, _, _, _, overflow, scale, _ = step(*batch)
     assert bool(overflow.asnumpy()) and float(scale.asnumpy()) == pytest.approx(3e38)
     np.testing.assert_array_equal(net.hm[2].weight.asnumpy(), before)
     assert float(step.scale_sense.asnumpy()) == pytest.approx(1.5e38)  # the dynamic scale halves
     step.scale_sense.set_data(Tensor(np.float32(1024.0)))
-    _, _, _, _, overflow, _ = step(*batch)
+    _, _, _, _, overflow, _, _ = step(*batch)
     assert not bool(overflow.asnumpy())

@@ -52,15 +52,16 @@ def test_loss_cell_names_a_missing_column(make_config):
 
 
 def test_step_outputs_name_the_train_step_tuple():
-    raw = tuple(Tensor(np.float32(v)) for v in (1.5, 1.0, 4.0, 0.1, 1.0, 512.0))
+    raw = tuple(Tensor(np.float32(v)) for v in (1.5, 1.0, 4.0, 0.1, 1.0, 512.0, 7.5))
     outputs = StepOutputs.of(raw)
     assert outputs.loss == 1.5 and outputs.wh_loss == 4.0 and outputs.off_loss == pytest.approx(0.1)
-    assert outputs.overflow is True and outputs.loss_scale == 512.0
+    assert outputs.overflow is True and outputs.loss_scale == 512.0 and outputs.grad_norm == 7.5
 
 
 def test_loss_scale_window_comes_from_the_config(synthetic_mindrecord):
     cfg = get_config(TINY + ["--mindrecord_dir=%s" % synthetic_mindrecord.mindrecord_dir,
-                             "--train_config.loss_scale_window=7", "--train_config.loss_scale_value=64"])
+                             "--train_config.loss_scale_window=7", "--train_config.loss_scale_value=64",
+                             "--amp_level=O2"])  # fp16: the level that scales the loss
     update = Trainer(cfg, 0, 1).train_step.scale_update_cell
     assert int(update.scale_window) == 7 and float(update.get_loss_scale()) == 64.0
 

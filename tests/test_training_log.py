@@ -8,8 +8,8 @@ from src.training_log import CSV_FIELDS, TrainingLog, plot_curves, read_csv
 
 
 def _outputs(step, overflow=False):
-    """A step's outputs: losses falling with the step."""
-    return StepOutputs(3.0 / step, 2.0 / step, 0.5 / step, 0.5 / step, overflow, 1024.0)
+    """A step's StepOutputs: losses falling with the step."""
+    return StepOutputs(3.0 / step, 2.0 / step, 0.5 / step, 0.5 / step, overflow, 1024.0, 10.0 / step)
 
 
 def _rows(path):
@@ -45,7 +45,7 @@ def test_resumed_run_appends_without_a_second_header_and_the_last_row_of_a_step_
     first.close()
     resumed = TrainingLog(path, 2, 1, steps_per_epoch=10, total_steps=10)
     resumed.start(2)                                     # resumed from the step-2 checkpoint: step 3 again
-    resumed.record(3, StepOutputs(9.0, 1.0, 1.0, 1.0, False, 512.0), 1e-3)
+    resumed.record(3, StepOutputs(9.0, 1.0, 1.0, 1.0, False, 512.0, 2.0), 1e-3)
     resumed.close()
     assert sum(row[0] == "step" for row in _rows(path)) == 1
     rows = read_csv(path)

@@ -1,4 +1,5 @@
 """Device set-up and device/rank information, from ModelArts or the local launcher's environment."""
+import logging
 import os
 
 from . import local_adapter, moxing_adapter
@@ -60,3 +61,16 @@ def set_device(config, device_target=None, device_id=None):
                           % (target, str(err).strip().split("\n")[0])) from err
     if getattr(config, "deterministic", False):
         ms.set_context(deterministic="ON")
+    _set_precision_mode(getattr(config, "precision_mode", ""), target)
+
+
+def _set_precision_mode(mode, target):
+    """Pass ``precision_mode`` to the Ascend operator compiler; other backends have none."""
+    if not mode:
+        return
+    if target != "Ascend":
+        logging.getLogger(__name__).warning("--precision_mode=%s applies to Ascend only: ignored on %s", mode, target)
+        return
+    from mindspore.device_context.ascend.op_precision import precision_mode
+    precision_mode(mode)
+    logging.getLogger(__name__).info("Ascend operator precision mode: %s", mode)
