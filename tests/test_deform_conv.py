@@ -190,3 +190,24 @@ def test_detector_gives_the_same_heads_with_either_implementation(make_config):
     x = Tensor(rng.standard_normal((1, 3, 64, 96)).astype(np.float32))
     for mine, theirs in zip(gather(x), kernel(x)):
         np.testing.assert_allclose(mine.asnumpy(), theirs.asnumpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_detector_compiles_once_for_several_input_sizes(make_config):
+    """With the gather DCN the whole detector takes a dynamic height/width (one graph, same heads)."""
+    from src.centernet_det import CenterNetDet
+    ms.set_seed(1)
+    cfg = make_config({"net_config.block_type": "BasicBlock", "net_config.block_class": [1, 1, 1, 1]})
+    static = CenterNetDet(cfg.net_config, 3)
+    static.set_train(False)
+    dynamic = CenterNetDet(cfg.net_config, 3)
+    dynamic.set_train(False)
+    for mine, theirs in zip(dynamic.get_parameters(), static.get_parameters()):
+        mine.set_data(theirs.value())
+    dynamic.set_inputs(Tensor(shape=[1, 3, None, None], dtype=ms.float32))
+    rng = np.random.default_rng(6)
+    for height, width in ((64, 96), (128, 64)):
+        x = Tensor(rng.standard_normal((1, 3, height, width)).astype(np.float32))
+        for mine, theirs in zip(dynamic(x), static(x)):
+            assert mine.shape == (1, theirs.shape[1], height // 4, width // 4)
+            np.testing.assert_allclose(mine.asnumpy(), theirs.asnumpy(), rtol=1e-5, atol=1e-5)
+    assert len(dynamic.compile_cache) == 1
