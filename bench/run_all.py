@@ -242,7 +242,21 @@ def _cmd_text(entry):
     parts = list(entry["command"])
     if parts[0] == PYTHON or os.path.basename(parts[0]) == "python":
         parts[0] = "python"
-    return " ".join(os.path.relpath(p, ROOT) if os.path.isabs(p) and p.startswith(ROOT) else p for p in parts)
+    return " ".join(_repo_relative(p) for p in parts)
+
+
+def _repo_relative(path):
+    """An absolute path of a file of this repository (recorded in any checkout of it) as repo-relative."""
+    if not os.path.isabs(path):
+        return path
+    pieces = path.strip(os.sep).split(os.sep)
+    for start in range(len(pieces) - 1, -1, -1):
+        tail = os.path.join(*pieces[start:])
+        if not os.path.exists(os.path.join(ROOT, tail)):
+            continue
+        if start == 0 or not os.path.exists(os.path.join(ROOT, *pieces[start - 1:])):
+            return tail
+    return path
 
 
 def rows(results):
