@@ -6,10 +6,11 @@ output pixel (h, w) of a k x k layer with padding p sums, over kernel points t =
 ``x(y, x)`` is bilinear interpolation with DCNv2's border rule: a point outside
 (-1, H) x (-1, W) reads zero, and so does each of its four neighbours outside the image.
 
-``"gather"`` builds that sum from standard operators (floor, one row gather on the
-channel-last map, a weighted sum of the four neighbours, one matrix multiply with the
-weight), so it takes a dynamic input height/width in graph mode, which
-``ops.deformable_conv2d`` (``"kernel"``) cannot infer.
+``"gather"`` builds that sum from standard operators: floor, one row gather on a channel-last
+map, a batched product with the bilinear-times-mask weights and one matrix multiply with the
+weight (done before the gather when out_channels <= in_channels, so the narrower rows are
+gathered). It takes a dynamic input height/width in graph mode, which ``ops.deformable_conv2d``
+(``"kernel"``) cannot infer.
 """
 import math
 
@@ -119,10 +120,10 @@ class ModulatedDeformConv2d(nn.Cell):
             table = ops.matmul(table, kernel).reshape(-1, self.out_channels)
             index = index * points + self.point_index
             samples = ops.gather(table, index.reshape(-1), 0).reshape(-1, 4 * points, self.out_channels)
-            out = (samples * weight4.reshape(-1, 4 * points, 1)).sum(1)
+            out = ops.bmm(weight4.reshape(-1, 1, 4 * points), samples).reshape(-1, self.out_channels)
         else:
             samples = ops.gather(table, index.reshape(-1), 0).reshape(-1, 4, channels)
-            columns = (samples * weight4.reshape(-1, 4, 1)).sum(1).reshape(-1, points * channels)
+            columns = ops.bmm(weight4.reshape(-1, 1, 4), samples).reshape(-1, points * channels)
             # weight (Cout, C, k, k) -> (k*k*C, Cout), rows ordered as the columns (point, channel).
             kernel = ops.transpose(self.weight, (2, 3, 1, 0)).reshape(points * channels, self.out_channels)
             out = ops.matmul(columns, kernel)
