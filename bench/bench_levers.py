@@ -127,10 +127,12 @@ def levers(args, overrides):
                 env = dict(os.environ, **LEVERS[name][1])
                 cmd = [sys.executable, os.path.abspath(__file__), "worker", "--lever", name, "--steps",
                        str(args.steps), "--out", out] + overrides
-                proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+                # cwd: graph-kernel compilation leaves files in the working folder.
+                proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True)
                 if proc.returncode:
-                    print("%-18s round %d failed: %s" % (name, round_index + 1,
-                                                          proc.stderr.strip().splitlines()[-1:]), flush=True)
+                    lines = proc.stderr.strip().splitlines() or [""]
+                    reason = next((line for line in lines if "Error" in line), lines[-1])
+                    print("%-18s round %d failed: %s" % (name, round_index + 1, reason.strip()), flush=True)
                     continue
                 with open(out, encoding="utf-8") as f:
                     results[name].append(json.load(f)["seconds"])

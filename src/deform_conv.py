@@ -79,7 +79,9 @@ class ModulatedDeformConv2d(nn.Cell):
         n, channels, height, width = ops.shape(x)
         points = self.points
         # Channel-last offsets: (N, Ho, Wo, k^2), so the gathered rows come out as (N*Ho*Wo, k^2 * C).
-        om = ops.transpose(om, (0, 2, 3, 1))
+        # Positions and row indices stay float32 under mixed precision: float16 would round the
+        # bilinear fractions and every index above 2048.
+        om = ops.transpose(ops.cast(om, mstype.float32), (0, 2, 3, 1))
         dx, dy = om[..., :points], om[..., points:2 * points]
         mask = self.sigmoid(om[..., 2 * points:])
         # Output-pixel coordinates from cumulative sums, so no static size is needed.
@@ -111,7 +113,7 @@ class ModulatedDeformConv2d(nn.Cell):
             indices.append(ops.stop_gradient(index))
         # (N, Ho, Wo, k^2, 4): the four neighbours of each sampling point side by side.
         index = ops.cast(ops.stack(indices, -1), mstype.int32)
-        weight4 = ops.stack(weights, -1)
+        weight4 = ops.cast(ops.stack(weights, -1), x.dtype)
         table = ops.transpose(x, (0, 2, 3, 1)).reshape(-1, channels)
         if self.project_first:
             # Project every input pixel by every kernel point's weight (N*H*W, k^2 * Cout), then
