@@ -2,6 +2,7 @@
 
     python bench/bench_levers.py profile [--top 15] [overrides...]
     python bench/bench_levers.py levers [--rounds 2] [--steps 3] [--levers base jit_O0 ...] [overrides...]
+    python bench/bench_levers.py ab [--rounds 7] [overrides...]
 
 profile   runs bench/bench_train.py's training cell (random inputs, loss, gradients, loss scaling,
           Adam; ResNet-101-DCN, 512x512, batch 2 unless overridden) for 3 steps under MindSpore's
@@ -10,6 +11,9 @@ profile   runs bench/bench_train.py's training cell (random inputs, loss, gradie
 levers    times that training step (median of --steps after 2 warm-up steps) once per lever and
           round, each in a fresh process, levers alternating so all see the same machine load.
           A lever is a context setting or environment variable (see LEVERS); "base" is none.
+ab        the levers that can differ between cells of one process (AB_VARIANTS: jit level per cell,
+          kernel DCN, no loss scale, no overflow check, no per-step host sync), all compiled first,
+          then one step of each in turn for --rounds rounds: medians under the same load.
 
 Overrides (--key=value) go to the configuration, e.g. --net_config.dcn_impl=kernel or
 --net_config.block_type=BasicBlock --net_config.block_class=[2,2,2,2] for ResNet-18.
@@ -151,6 +155,45 @@ def levers(args, overrides):
     return table
 
 
+AB_VARIANTS = ("base", "jit_O0", "jit_O1", "jit_O2", "dcn_kernel", "no_loss_scale", "no_overflow_check",
+               "no_host_sync")
+
+
+def ab(args, overrides):
+    """Interleaved in-process A/B of AB_VARIANTS; {variant: {seconds, vs_base}}."""
+    import mindspore as ms
+    from mindspore import JitConfig
+
+    real_all_finite = ms.amp.all_finite
+    cells = {}
+    for name in AB_VARIANTS:
+        if name == "no_host_sync":
+            continue
+        options = LEVERS[name][2]
+        ms.amp.all_finite = _all_finite_skipped if options.get("skip_overflow_check") else real_all_finite
+        cell, inputs = train_cell(base_argv(overrides) + options.get("argv", []), options.get("loss_scale", True))
+        if name.startswith("jit_"):
+            cell.set_jit_config(JitConfig(jit_level=name[4:]))
+        cell(*inputs)[0].asnumpy()  # compiles now, with this variant's all_finite
+        cells[name] = (cell, inputs)
+        print("compiled %s" % name, flush=True)
+    ms.amp.all_finite = real_all_finite
+    cells["no_host_sync"] = cells["base"]
+    times = {name: [] for name in AB_VARIANTS}
+    for _ in range(args.rounds):
+        for name in AB_VARIANTS:
+            cell, inputs = cells[name]
+            times[name].append(time_steps(cell, inputs, 3, warmup=0, sync_every_step=name != "no_host_sync"))
+    base = statistics.median(times["base"])
+    table = {}
+    print("\n%-18s %12s %10s" % ("variant", "step (s)", "vs base"))
+    for name in AB_VARIANTS:
+        seconds = statistics.median(times[name])
+        table[name] = {"seconds": seconds, "vs_base": seconds / base, "rounds": args.rounds}
+        print("%-18s %12.3f %10.2f" % (name, seconds, seconds / base), flush=True)
+    return table
+
+
 def _read_csv(path):
     with open(path, newline="", encoding="utf-8") as f:
         return list(csv.DictReader(f))
@@ -198,7 +241,7 @@ def profile(args, overrides):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["profile", "levers", "worker"])
+    parser.add_argument("mode", choices=["profile", "levers", "ab", "worker"])
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--profile_dir", help="profiler output folder (default: a new temporary folder)")
     parser.add_argument("--rounds", type=int, default=2)
@@ -211,7 +254,7 @@ def main(argv=None):
     if args.mode == "worker":
         return run_lever(args.lever, args.steps, overrides, args.out)
     print("load average before: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
-    result = profile(args, overrides) if args.mode == "profile" else levers(args, overrides)
+    result = {"profile": profile, "levers": levers, "ab": ab}[args.mode](args, overrides)
     if args.json:
         from src.file_io import write_json_atomic
         write_json_atomic(args.json, {"mode": args.mode, "overrides": overrides, "result": result}, indent=2)

@@ -45,7 +45,6 @@ class ModulatedDeformConv2d(nn.Cell):
         self.implementation = implementation
         self.kernel_size = (kernel_size, kernel_size)
         self.padding = (padding, padding, padding, padding)
-        self.pad = padding
         points = kernel_size * kernel_size
         self.points = points
         self.out_channels = out_channels
