@@ -1,6 +1,6 @@
 """Run the project's benchmarks, print one table and write docs/PERFORMANCE.md.
 
-    python bench/run_all.py                        # every benchmark (about 25 minutes on 2 cores)
+    python bench/run_all.py                        # every benchmark (about 40 minutes on 2 cores)
     python bench/run_all.py --only eval rss        # some of them; the others keep their last figures
     python bench/run_all.py --with_quick_start     # also time scripts/run_quick_start.sh (~10 min more)
     python bench/run_all.py --report_only          # rewrite the table from docs/performance.json
@@ -169,6 +169,16 @@ def bench_rss(args, work):
                                  "seconds": round(eseconds, 1), "argv": shown[1]}}}
 
 
+def bench_dcn(args, work):
+    cmd = _script("bench_dcn.py", "--repeats", "7")
+    return {"command": cmd, "figures": _run_json(cmd, work, "dcn")}
+
+
+def bench_vs_torch(args, work):
+    cmd = _script("bench_vs_torch.py", "--rounds", "2")
+    return {"command": cmd, "figures": _run_json(cmd, work, "vs_torch")}
+
+
 def bench_scaling(args, work):
     cmd = _script("bench_ops.py", "scaling", "--steps", "20")
     return {"command": cmd, "figures": _run_json(cmd, work, "scaling")}
@@ -197,6 +207,8 @@ BENCHMARKS = {
     "train_full": bench_train_full,
     "train_quick": bench_train_quick,
     "forward": bench_forward,
+    "dcn": bench_dcn,
+    "vs_torch": bench_vs_torch,
     "eval": bench_eval,
     "rss": bench_rss,
     "scaling": bench_scaling,
@@ -232,7 +244,21 @@ def _cmd_text(entry):
     parts = list(entry["command"])
     if parts[0] == PYTHON or os.path.basename(parts[0]) == "python":
         parts[0] = "python"
-    return " ".join(os.path.relpath(p, ROOT) if os.path.isabs(p) and p.startswith(ROOT) else p for p in parts)
+    return " ".join(_repo_relative(p) for p in parts)
+
+
+def _repo_relative(path):
+    """An absolute path of a file of this repository (recorded in any checkout of it) as repo-relative."""
+    if not os.path.isabs(path):
+        return path
+    pieces = path.strip(os.sep).split(os.sep)
+    for start in range(len(pieces) - 1, -1, -1):
+        tail = os.path.join(*pieces[start:])
+        if not os.path.exists(os.path.join(ROOT, tail)):
+            continue
+        if start == 0 or not os.path.exists(os.path.join(ROOT, *pieces[start - 1:])):
+            return tail
+    return path
 
 
 def rows(results):
@@ -272,6 +298,26 @@ def rows(results):
     if fig:
         out.append(("inference forward + decode, ResNet-101-DCN, %s, batch 1" % fig["input"],
                     "%.2f s" % fig["seconds"], "median of %d runs" % fig["runs"], _cmd_text(results["forward"])))
+    fig = get("dcn")
+    if fig:
+        for name, layer in fig["layers"].items():
+            fwd, both = layer["forward, batch 1"], layer["forward+backward, batch 2"]
+            out.append(("deformable conv %s, %d->%d channels at %dx%d: gather / kernel implementation" % (
+                name, layer["in_channels"], layer["out_channels"], layer["side"], layer["side"]),
+                "forward (batch 1) %.0f / %.0f ms; forward+backward (batch 2) %.0f / %.0f ms" % (
+                    1e3 * fwd["gather"], 1e3 * fwd["kernel"], 1e3 * both["gather"], 1e3 * both["kernel"]),
+                "offset conv included, interleaved, median of %d" % fig["repeats"], _cmd_text(results["dcn"])))
+    fig = get("vs_torch")
+    if fig:
+        res = fig["res"]
+        for depth, net in fig["networks"].items():
+            for key, label in (("train_s", "training step, batch %d (Adam)" % fig["train_batch"]),
+                               ("forward_s", "forward + decode, batch 1")):
+                f = net[key]
+                out.append(("ResNet-%s-DCN %dx%d %s: this project vs PyTorch 2.13 eager" % (depth, res, res, label),
+                            "%.2f s vs %.2f s (ratio %.2f)" % (f["mindspore"], f["torch"], f["ratio"]),
+                            "alternating processes, median of %d rounds" % f["rounds"],
+                            _cmd_text(results["vs_torch"])))
     fig = get("eval")
     if fig:
         post = fig["postprocess"]

@@ -86,7 +86,7 @@ class CenterNetDet(nn.Cell):
         for planes in DECONV_CHANNELS:
             up = nn.Conv2dTranspose(planes, planes, 4, stride=2, pad_mode="pad", padding=1, has_bias=False,
                                     weight_init=bilinear_up_weight(planes, 4))
-            layers += [ModulatedDeformConv2d(in_channels, planes, 3, padding=1),
+            layers += [ModulatedDeformConv2d(in_channels, planes, 3, padding=1, implementation=net_cfg.dcn_impl),
                        nn.BatchNorm2d(planes, momentum=BN_MOMENTUM), nn.ReLU(),
                        up, nn.BatchNorm2d(planes, momentum=BN_MOMENTUM), nn.ReLU()]
             in_channels = planes

@@ -79,3 +79,28 @@ def test_only_the_named_benchmarks_run_and_the_others_keep_their_figures(tmp_pat
     assert merged["train_full"] == RECORDED["train_full"]
     text = (tmp_path / "P.md").read_text()
     assert "0.50 ms" in text and "4.00 s" in text
+
+
+def test_dcn_and_torch_comparison_rows(tmp_path):
+    layer = {"in_channels": 2048, "out_channels": 256, "side": 16,
+             "forward, batch 1": {"kernel": 0.120, "gather": 0.053},
+             "forward+backward, batch 2": {"kernel": 1.196, "gather": 0.274}}
+    recorded = {
+        "dcn": {"command": [sys.executable, os.path.join(ROOT, "bench", "bench_dcn.py"), "--repeats", "7"],
+                "figures": {"repeats": 7, "layers": {"r101 dcn1": layer}},
+                "date": "2026-12-03 10:00", "load_average": [1.0, 1.0, 1.0], "repeats": 3},
+        "vs_torch": {"command": [sys.executable, os.path.join(ROOT, "bench", "bench_vs_torch.py")],
+                     "figures": {"res": 512, "train_batch": 2, "overrides": [], "networks": {"101": {
+                         "train_s": {"mindspore": 5.0, "torch": 4.0, "ratio": 1.25, "rounds": 2},
+                         "forward_s": {"mindspore": 0.6, "torch": 0.64, "ratio": 0.9375, "rounds": 2},
+                         "params": {"mindspore": 49673189, "torch": 49673189}}}},
+                     "date": "2026-12-03 10:10", "load_average": [1.0, 1.0, 1.0], "repeats": 3},
+    }
+    path = str(tmp_path / "PERFORMANCE.md")
+    run_all.write_markdown(path, recorded)
+    text = open(path, encoding="utf-8").read()
+    assert "deformable conv r101 dcn1, 2048->256 channels at 16x16" in text
+    assert "forward (batch 1) 53 / 120 ms; forward+backward (batch 2) 274 / 1196 ms" in text
+    assert "ResNet-101-DCN 512x512 training step, batch 2 (Adam): this project vs PyTorch" in text
+    assert "5.00 s vs 4.00 s (ratio 1.25)" in text and "0.60 s vs 0.64 s (ratio 0.94)" in text
+    assert "`python bench/bench_vs_torch.py`" in text
