@@ -10,7 +10,6 @@ the repetitions alternate between them in this one process; medians are reported
     python bench/bench_dcn.py [--repeats 7] [--json out.json]
 """
 import argparse
-import json
 import os
 import statistics
 import sys

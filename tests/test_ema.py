@@ -13,7 +13,7 @@ from src.ema import TrainStepWithEMA, WeightEMA, select_weights
 from src.model_utils.config import get_config
 from src.centernet_det import CenterNetDet
 from src.inference import build_eval_network
-from src.utils import CheckpointError, list_checkpoints, load_network_weights, read_checkpoint
+from src.utils import list_checkpoints, load_network_weights
 from test_resume import SCHEDULE, _assert_same_checkpoint
 
 EMA = ["--train_config.ema=true", "--train_config.ema_decay=0.9", "--train_config.ema_tau=2"]

@@ -12,7 +12,6 @@ themselves and give msrun its 'python'.
 import os
 import signal
 import socket
-import time
 
 import mindspore as ms
 import numpy as np
