@@ -49,6 +49,7 @@ def test_no_argument_prints_usage_and_fails(name):
     ("run_standalone_eval_gpu.sh", ["0", "test", "{tmp}", "{tmp}/m.ckpt"], "LOAD_CHECKPOINT_PATH is not a file"),
 ])
 def test_bad_arguments_are_named(synthetic_mindrecord, tmp_path, name, args, message):
+    """Bad input: launcher arguments of the wrong count or kind (DEVICE_ID not an integer, WORKER_NUM 0, a missing folder or checkpoint, RUN_MODE train) | exit 2 naming the argument and the value, with the usage."""
     values = {"data": synthetic_mindrecord.mindrecord_dir, "tmp": str(tmp_path)}
     result = _script(name, *[a.format(**values) for a in args])
     assert result.returncode == 2
@@ -71,6 +72,7 @@ def test_relative_paths_are_resolved_from_the_calling_folder(synthetic_mindrecor
 
 
 def test_rank_table_script_refuses_a_host_without_the_devices(synthetic_mindrecord, tmp_path):
+    """Bad input: a rank table whose devices this host does not have | the Ascend launcher stops saying no Ascend device was found and the launch commands could not be generated."""
     table = os.path.join(ROOT, "tests", "data", "rank_table_8p.json")
     result = _script("run_distributed_train_ascend.sh", synthetic_mindrecord.mindrecord_dir, table,
                      extra_env={"OUTPUT_DIR": str(tmp_path / "out")})
@@ -105,6 +107,7 @@ def test_rank_table_script_reports_failed_ranks(synthetic_mindrecord, tmp_path):
 
 
 def test_msrun_absent_is_named(synthetic_mindrecord, tmp_path):
+    """Bad input: a MindSpore installation without msrun on PATH | the msrun launcher stops naming msrun."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     python = bin_dir / "python"  # an environment with python (and MindSpore) but without msrun
@@ -126,6 +129,7 @@ def test_msrun_absent_is_named(synthetic_mindrecord, tmp_path):
     ({"MASTER_PORT": "80"}, "MASTER_PORT must be at least 1024, got 80"),
 ])
 def test_bad_multihost_settings_are_named(synthetic_mindrecord, tmp_path, env_values, message):
+    """Bad input: LOCAL_WORKER_NUM not dividing WORKER_NUM, NODE_RANK beyond the hosts, an unresolvable MASTER_ADDR, a privileged MASTER_PORT | exit 2 with one line naming the variable and its value; nothing written."""
     values = dict(env_values, OUTPUT_DIR=str(tmp_path / "out"))
     result = _script("run_distributed_train_cpu.sh", synthetic_mindrecord.mindrecord_dir, "4", extra_env=values)
     assert result.returncode == 2
@@ -134,7 +138,7 @@ def test_bad_multihost_settings_are_named(synthetic_mindrecord, tmp_path, env_va
 
 
 def test_the_launchers_find_the_project_environment(synthetic_coco, tmp_path):
-    """A PATH without the environment: the script finds the project's .venv by itself."""
+    """Bad input: a shell whose PATH lacks the project's environment | the launcher finds the project's .venv by itself and runs."""
     result = _script("convert_dataset_to_mindrecord.sh", synthetic_coco.root, tmp_path / "mr", path_first="/usr/bin",
                      extra_env={"PATH": "/usr/bin:/bin"}, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -154,6 +158,7 @@ def _scripts_without_environment(tmp_path):
     ("run_standalone_eval_cpu.sh", ["val", "{coco}", "{ckpt}"]),
 ])
 def test_no_environment_is_one_clear_line(synthetic_mindrecord, tmp_path, name, args):
+    """Bad input: a launcher run in a project without .venv and no PYTHON set | exit 2 with one line saying to run scripts/setup_env.sh or set PYTHON; nothing written."""
     scripts = _scripts_without_environment(tmp_path)
     ckpt = tmp_path / "m.ckpt"
     ckpt.write_bytes(b"x")
@@ -174,6 +179,7 @@ def test_no_environment_is_one_clear_line(synthetic_mindrecord, tmp_path, name, 
     ("/usr/bin/env", "/usr/bin/env cannot import mindspore"),
 ])
 def test_a_bad_python_is_one_clear_line(synthetic_coco, tmp_path, python, message):
+    """Bad input: PYTHON naming a missing file or an interpreter without MindSpore | exit 2 with one line naming it and scripts/setup_env.sh."""
     result = _script("convert_dataset_to_mindrecord.sh", synthetic_coco.root, tmp_path / "mr",
                      extra_env={"PYTHON": python})
     assert result.returncode == 2
@@ -182,6 +188,7 @@ def test_a_bad_python_is_one_clear_line(synthetic_coco, tmp_path, python, messag
 
 
 def test_busy_master_port_is_named(synthetic_mindrecord):
+    """Bad input: a MASTER_PORT already in use | the launcher names the port before starting workers."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen(1)

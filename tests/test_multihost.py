@@ -49,6 +49,7 @@ def test_two_hosts_train_as_one_job(synthetic_mindrecord, tmp_path):
 
 
 def test_a_dead_worker_on_one_host_fails_both_hosts(synthetic_mindrecord, tmp_path):
+    """Fault: a worker killed on one host of a two-host job | both launchers fail within a bounded time; the summary names the rank that died."""
     procs = start_two_hosts(tmp_path, synthetic_mindrecord.mindrecord_dir,
                             TINY + ["--train_steps=2000", "--save_checkpoint_steps=10000"])
     log1 = _rank_dir(tmp_path, 1) / "training_log.txt"
