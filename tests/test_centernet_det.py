@@ -75,7 +75,10 @@ def test_up_conv_is_bilinear_interpolation_at_init():
 
 
 def test_net_bad_settings():
-    cfg = get_config(SMALL + ["--net_config.num_stacks=2"])
+    with pytest.raises(ValueError, match="num_stacks=2 is out of range"):
+        get_config(SMALL + ["--net_config.num_stacks=2"])
+    cfg = get_config(SMALL)
+    cfg.net_config.num_stacks = 2  # a configuration built in code bypasses the yaml ranges
     with pytest.raises(ValueError, match="num_stacks"):
         CenterNetDet(cfg.net_config, 3)
 

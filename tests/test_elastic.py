@@ -11,11 +11,11 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from ops_support import TINY, env, read_csv, read_text
+from ops_support import TINY, env, mindrecord_image_ids, read_csv, read_text
 from src.lr_schedule import build_lr
 from src.model_utils.config import get_config
 from src.train_data import Cursor, SamplePlan
-from test_distributed import SCRIPT, _image_ids, _launch_env
+from test_distributed import SCRIPT, _launch_env
 from test_resume import SCHEDULE
 
 
@@ -91,6 +91,6 @@ def test_two_workers_then_one_continue_step_schedule_and_epoch(synthetic_mindrec
     assert [int(r["step"]) for r in resumed] == [s for s in range(4, 13) for _ in range(2)]
     epoch1 = [int(r["image_id"]) for rows in orders for r in rows] + \
         [int(r["image_id"]) for r in resumed if int(r["step"]) <= 9]
-    assert sorted(epoch1) == sorted(_image_ids(data))
+    assert sorted(epoch1) == sorted(mindrecord_image_ids(data))
     epoch2 = [int(r["image_id"]) for r in resumed if int(r["step"]) > 9]
     assert len(set(epoch2)) == 6

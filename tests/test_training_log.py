@@ -59,7 +59,7 @@ def test_each_step_is_in_the_csv_once_after_any_number_of_resumes(tmp_path):
         log = TrainingLog(path, 2, 1, steps_per_epoch=10, total_steps=10)
         log.start(resumed_from)
         for step in range(resumed_from + 1, killed_after + 1):
-            log.record(step, StepOutputs(float(100 * resumed_from + step), 1.0, 1.0, 1.0, False, 1.0), 1e-3)
+            log.record(step, StepOutputs(float(100 * resumed_from + step), 1.0, 1.0, 1.0, False, 1.0, 1.0), 1e-3)
         log.close()
     steps = [int(r[0]) for r in _rows(path)[1:]]
     assert steps == list(range(1, 9))
