@@ -1,7 +1,9 @@
 """Benchmark: this project (MindSpore, graph mode) against the same network in PyTorch (eager).
 
 The PyTorch side is the official CenterNet PoseResNet-DCN transcription of the tests
-(tests/tools/official_centernet_torch.py: DCNv2 semantics written in plain PyTorch ops), with
+(tests/tools/official_centernet_torch.py: DCNv2 semantics written in plain PyTorch ops; its
+deformable convolution as one ``grid_sample`` plus one matmul, ``--torch_dcn=grid``, the fast
+plain-PyTorch formulation, tested equal to the explicit reference), with
 the official ctdet losses (focal loss, L1 on wh and reg, weights 1 / 0.1 / 1) and ctdet decode.
 Both sides get the same random image and targets (bench/bench_train.py's generator), 80 classes,
 Adam, a training step at batch 2 and a forward pass (decode included) at batch 1. Each
@@ -75,7 +77,7 @@ def _torch_losses(outputs, hm, reg_mask, ind, wh, reg):
     return hm_loss + 0.1 * reg_l1(outputs["wh"], wh) + reg_l1(outputs["reg"], reg)
 
 
-def run_torch(depth, res, steps):
+def run_torch(depth, res, steps, dcn_impl="grid"):
     import torch
 
     from bench.bench_train import _targets
@@ -84,7 +86,7 @@ def run_torch(depth, res, steps):
 
     torch.manual_seed(0)
     cfg = get_config(mindspore_argv(depth, res))
-    net = PoseResNetDCN(depth, NUM_CLASSES)
+    net = PoseResNetDCN(depth, NUM_CLASSES, dcn_impl=dcn_impl)
     params = sum(p.numel() for p in net.parameters() if p.requires_grad)
     optimizer = torch.optim.Adam(net.parameters(), 1e-4)
 
@@ -126,7 +128,7 @@ def worker(args, overrides):
     if args.worker == "mindspore":
         result = run_mindspore(args.depth, args.res, args.steps, overrides)
     else:
-        result = run_torch(args.depth, args.res, args.steps)
+        result = run_torch(args.depth, args.res, args.steps, args.torch_dcn)
     with open(args.out, "w", encoding="utf-8") as f:
         json.dump(result, f)
 
@@ -143,9 +145,11 @@ def compare(args, overrides):
                     out = os.path.join(work, "%s_%d_%d.json" % (framework, depth, round_index))
                     cmd = [sys.executable, os.path.abspath(__file__), "--worker", framework, "--depth", str(depth),
                            "--res", str(args.res), "--steps", str(args.steps), "--out", out]
-                    cmd += overrides if framework == "mindspore" else []
+                    cmd += overrides if framework == "mindspore" else ["--torch_dcn", args.torch_dcn]
                     start = time.perf_counter()
-                    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+                    # os.environ, not the inherited C environment: a parent that imported MindSpore
+                    # would pass on its OMP_NUM_THREADS=1 (see bench/run_all.child_env)
+                    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ))
                     if proc.returncode:
                         raise RuntimeError("%s worker failed (exit %d):\n%s" % (
                             framework, proc.returncode, proc.stderr[-3000:]))
@@ -153,9 +157,10 @@ def compare(args, overrides):
                         figures = json.load(f)
                     for key, value in figures.items():
                         runs[framework].setdefault(key, []).append(value)
-                    print("ResNet-%d round %d %-9s training step %.3f s, forward %.3f s (process %.0f s)" % (
+                    print("ResNet-%d round %d %-9s training step %.3f s, forward %.3f s (process %.0f s%s)" % (
                         depth, round_index + 1, framework, figures["train_s"], figures["forward_s"],
-                        time.perf_counter() - start), flush=True)
+                        time.perf_counter() - start,
+                        ", %d threads" % figures["threads"] if "threads" in figures else ""), flush=True)
     return results
 
 
@@ -188,6 +193,8 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=3, help="timed steps per process (after 2 warm-up steps)")
     parser.add_argument("--quick", action="store_true", help="ResNet-18 at 256x256, 1 round")
     parser.add_argument("--json", help="also write the figures to this file")
+    parser.add_argument("--torch_dcn", choices=["grid", "reference"], default="grid",
+                        help="PyTorch deformable convolution: one grid_sample (fast) or the tests' explicit gathering")
     parser.add_argument("--worker", choices=["mindspore", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--depth", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)

@@ -58,13 +58,25 @@ def _rss_mb(pid):
     return 0.0
 
 
+def child_env():
+    """The environment for a benchmark process: this process's ``os.environ``.
+
+    Importing MindSpore sets OMP_NUM_THREADS=1 in the C-level environment (not in ``os.environ``),
+    and a child started without an explicit environment inherits it: PyTorch and every OpenMP
+    library in the benchmarks then runs on one thread. Passing ``os.environ`` gives each child
+    the environment the user started with.
+    """
+    return dict(os.environ)
+
+
 def run_sampling_rss(cmd, log_path, interval=0.2, env=None):
     """Run ``cmd``; returns (exit code, seconds, peak summed RSS of its process tree in MB, peak of the
     largest single process in MB). Sampled every ``interval`` s from /proc (Linux)."""
     peak = {"tree": 0.0, "single": 0.0}
     with open(log_path, "w", encoding="utf-8") as log:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env=child_env() if env is None else env)
         done = threading.Event()
 
         def sample():
@@ -97,7 +109,8 @@ def _run_json(cmd, work, name):
     out = os.path.join(work, name + ".json")
     log = os.path.join(work, name + ".log")
     with open(log, "w", encoding="utf-8") as f:
-        code = subprocess.run(cmd + ["--json", out], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT).returncode
+        code = subprocess.run(cmd + ["--json", out], stdout=f, stderr=subprocess.STDOUT, cwd=ROOT,
+                              env=child_env()).returncode
     if code != 0:
         with open(log, encoding="utf-8", errors="replace") as f:
             tail = f.read()[-3000:]

@@ -60,11 +60,39 @@ def modulated_deform_conv(x, offset, mask, weight, bias, padding=1):
     return out + bias.reshape(1, -1, 1, 1)
 
 
-class DCN(nn.Module):
-    """DCNv2's ``DCN`` module: parameters weight, bias, conv_offset_mask.{weight,bias}."""
+def modulated_deform_conv_grid(x, offset, mask, weight, bias, padding=1):
+    """The same DCNv2 forward with one ``F.grid_sample`` call for all kernel points (for speed).
 
-    def __init__(self, in_channels, out_channels):
+    Pixel position p maps to grid_sample's normalised coordinate 2p / (size - 1) - 1
+    (align_corners=True); its zero padding gives DCNv2's border rule. The sampled columns
+    (N, C*kh*kw, H*W) meet the weight (Cout, C*kh*kw) in one matmul. Needs H, W > 1.
+    """
+    n, cin, height, width = x.shape
+    cout, _, kh, kw = weight.shape
+    points = kh * kw
+    ky = torch.arange(kh, dtype=x.dtype).repeat_interleave(kw).reshape(1, points, 1, 1)
+    kx = torch.arange(kw, dtype=x.dtype).repeat(kh).reshape(1, points, 1, 1)
+    py = torch.arange(height, dtype=x.dtype).reshape(1, 1, height, 1) - padding + ky + offset[:, 0::2]
+    px = torch.arange(width, dtype=x.dtype).reshape(1, 1, 1, width) - padding + kx + offset[:, 1::2]
+    grid = torch.stack((px * (2.0 / (width - 1)) - 1, py * (2.0 / (height - 1)) - 1), -1)
+    sampled = F.grid_sample(x, grid.reshape(n, points * height, width, 2), mode="bilinear",
+                            padding_mode="zeros", align_corners=True)  # (N, C, points*H, W)
+    columns = (sampled.reshape(n, cin, points, height, width) * mask.unsqueeze(1)).reshape(
+        n, cin * points, height * width)
+    out = torch.matmul(weight.reshape(cout, cin * points), columns).reshape(n, cout, height, width)
+    return out + bias.reshape(1, -1, 1, 1)
+
+
+class DCN(nn.Module):
+    """DCNv2's ``DCN`` module: parameters weight, bias, conv_offset_mask.{weight,bias}.
+
+    ``impl``: ``reference`` (explicit bilinear gathering, the tests' exact reference) or
+    ``grid`` (one grid_sample, the fast plain-PyTorch formulation the benchmarks use).
+    """
+
+    def __init__(self, in_channels, out_channels, impl="reference"):
         super().__init__()
+        self.deform = {"reference": modulated_deform_conv, "grid": modulated_deform_conv_grid}[impl]
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, 3, 3))
         self.bias = nn.Parameter(torch.zeros(out_channels))
         self.conv_offset_mask = nn.Conv2d(in_channels, 27, 3, padding=1, bias=True)
@@ -76,7 +104,7 @@ class DCN(nn.Module):
         o1, o2, mask = torch.chunk(self.conv_offset_mask(x), 3, dim=1)
         offset = torch.cat((o1, o2), dim=1)
         self.last_offset = offset.detach()
-        return modulated_deform_conv(x, offset, torch.sigmoid(mask), self.weight, self.bias)
+        return self.deform(x, offset, torch.sigmoid(mask), self.weight, self.bias)
 
 
 class BasicBlock(nn.Module):
@@ -165,11 +193,11 @@ class ImageNetResNet(ResNetTrunk):
 class PoseResNetDCN(ResNetTrunk):
     """CenterNet's PoseResNet with DCN up path (ctdet heads), official parameter names."""
 
-    def __init__(self, depth, num_classes, head_conv=64, cat_spec_wh=False):
+    def __init__(self, depth, num_classes, head_conv=64, cat_spec_wh=False, dcn_impl="reference"):
         super().__init__(depth)
         layers = []
         for planes in UP_CHANNELS:
-            layers += [DCN(self.inplanes, planes), nn.BatchNorm2d(planes), nn.ReLU(),
+            layers += [DCN(self.inplanes, planes, dcn_impl), nn.BatchNorm2d(planes), nn.ReLU(),
                        nn.ConvTranspose2d(planes, planes, 4, stride=2, padding=1, output_padding=0, bias=False),
                        nn.BatchNorm2d(planes), nn.ReLU()]
             self.inplanes = planes
