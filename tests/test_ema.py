@@ -8,13 +8,13 @@ import pytest
 from mindspore import Parameter, Tensor, nn
 
 import train
-from ops_support import TINY, finish, read_text, start_train
+from ops_support import TINY
 from src.ema import TrainStepWithEMA, WeightEMA, select_weights
 from src.model_utils.config import get_config
 from src.centernet_det import CenterNetDet
 from src.inference import build_eval_network
 from src.utils import list_checkpoints, load_network_weights
-from test_resume import SCHEDULE, _assert_same_checkpoint
+from test_resume import SCHEDULE, _assert_same_checkpoint, train_full_and_split
 
 EMA = ["--train_config.ema=true", "--train_config.ema_decay=0.9", "--train_config.ema_tau=2"]
 
@@ -65,13 +65,7 @@ def _args(data, out, *extra):
 
 def test_exact_resume_with_ema_and_eval_uses_the_ema_weights(synthetic_mindrecord, tmp_path):
     data = synthetic_mindrecord.mindrecord_dir
-    common = ["--train_steps=4", "--save_checkpoint_steps=2", "--save_checkpoint_num=5"]
-    full = start_train(_args(data, tmp_path / "full", *common), tmp_path / "full.log")
-    first = start_train(_args(data, tmp_path / "split", *common, "--stop_at_step=2"), tmp_path / "first.log")
-    assert finish(first, 300) == 0, read_text(tmp_path / "first.log")[-3000:]
-    second = start_train(_args(data, tmp_path / "split", *common, "--resume=true"), tmp_path / "second.log")
-    assert finish(full, 300) == 0, read_text(tmp_path / "full.log")[-3000:]
-    assert finish(second, 300) == 0, read_text(tmp_path / "second.log")[-3000:]
+    train_full_and_split(lambda out, *extra: _args(data, out, *extra), tmp_path, 4)
 
     name = "checkpoint_centernet-1_4.ckpt"
     values = _assert_same_checkpoint(str(tmp_path / "full" / "ckpt_0" / name),

@@ -48,15 +48,22 @@ def _assert_same_checkpoint(path_a, path_b):
     return a
 
 
-def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(synthetic_mindrecord, tmp_path):
-    data = synthetic_mindrecord.mindrecord_dir
-    common = ["--train_steps=6", "--save_checkpoint_steps=3", "--save_checkpoint_num=5"]
-    full = start_train(_args(data, tmp_path / "full", *common), tmp_path / "full.log")
-    first = start_train(_args(data, tmp_path / "split", *common, "--stop_at_step=3"), tmp_path / "first.log")
+def train_full_and_split(make_args, tmp_path, steps):
+    """Train ``steps`` steps in one run (tmp_path/full) and, beside it, as steps/2 + resume + steps/2
+    (tmp_path/split; logs first.log, second.log), checkpoints every steps/2."""
+    half = steps // 2
+    common = ["--train_steps=%d" % steps, "--save_checkpoint_steps=%d" % half, "--save_checkpoint_num=5"]
+    full = start_train(make_args(tmp_path / "full", *common), tmp_path / "full.log")
+    first = start_train(make_args(tmp_path / "split", *common, "--stop_at_step=%d" % half), tmp_path / "first.log")
     assert finish(first, 300) == 0, read_text(tmp_path / "first.log")[-3000:]
-    second = start_train(_args(data, tmp_path / "split", *common, "--resume=true"), tmp_path / "second.log")
+    second = start_train(make_args(tmp_path / "split", *common, "--resume=true"), tmp_path / "second.log")
     assert finish(full, 300) == 0, read_text(tmp_path / "full.log")[-3000:]
     assert finish(second, 300) == 0, read_text(tmp_path / "second.log")[-3000:]
+
+
+def test_interrupted_and_resumed_run_equals_an_uninterrupted_one(synthetic_mindrecord, tmp_path):
+    data = synthetic_mindrecord.mindrecord_dir
+    train_full_and_split(lambda out, *extra: _args(data, out, *extra), tmp_path, 6)
 
     log = read_text(tmp_path / "second.log")
     assert "checkpoint_centernet-1_3.ckpt at step 3 of 6" in log  # resumed where the first part stopped
