@@ -4,10 +4,11 @@
     python bench/bench_levers.py levers [--rounds 2] [--steps 3] [--levers base jit_O0 ...] [overrides...]
     python bench/bench_levers.py ab [--rounds 7] [overrides...]
 
-profile   runs bench/bench_train.py's training cell (random inputs, loss, gradients, loss scaling,
-          Adam; ResNet-101-DCN, 512x512, batch 2 unless overridden) for 3 steps under MindSpore's
-          CPU profiler and prints the operator types by total time (FRAMEWORK/cpu_op_type_info_0.csv)
-          and the slowest single operators.
+profile   runs the training cell that train.py builds for the configuration (random inputs, loss,
+          gradients, Adam; on the CPU fp32 without loss-scale work; ResNet-101-DCN, 512x512,
+          batch 2 unless overridden) for 3 steps under MindSpore's CPU profiler and prints the
+          operator types by total time (FRAMEWORK/cpu_op_type_info_0.csv) and the slowest single
+          operators.
 levers    times that training step (median of --steps after 2 warm-up steps) once per lever and
           round, each in a fresh process, levers alternating so all see the same machine load.
           A lever is a context setting or environment variable (see LEVERS); "base" is none.
@@ -62,7 +63,9 @@ def _all_finite_skipped(grads):
 
 
 def train_cell(argv, loss_scale=True):
-    """(training cell, its inputs) as bench_train.measure builds them; no loss scale when asked."""
+    """(training cell, its inputs). ``loss_scale``: True, a dynamic loss scale of 1024 with its
+    overflow check; False, scale 1 (the check stays); None, the cell training builds for the
+    configuration (src.trainer.build_train_step: on the CPU, fp32 without loss-scale work)."""
     import mindspore as ms
     import numpy as np
     from mindspore import Tensor, nn
@@ -70,6 +73,7 @@ def train_cell(argv, loss_scale=True):
     from bench.bench_train import _targets
     from src.centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep
     from src.model_utils.config import get_config
+    from src.trainer import build_train_step
 
     cfg = get_config(argv)
     ms.set_context(mode=ms.GRAPH_MODE)
@@ -79,8 +83,11 @@ def train_cell(argv, loss_scale=True):
     num_classes = cfg.dataset_config.num_classes
     net = CenterNetDet(cfg.net_config, num_classes)
     opt = nn.Adam(net.trainable_params(), 1e-4)
-    scale = nn.DynamicLossScaleUpdateCell(1024.0, 2, 1000) if loss_scale else None
-    cell = CenterNetTrainStep(CenterNetLossCell(net, cfg.net_config), opt, scale, 1024.0 if loss_scale else 1.0)
+    if loss_scale is None:
+        cell = build_train_step(cfg, net, opt)
+    else:
+        scale = nn.DynamicLossScaleUpdateCell(1024.0, 2, 1000) if loss_scale else None
+        cell = CenterNetTrainStep(CenterNetLossCell(net, cfg.net_config), opt, scale, 1024.0 if loss_scale else 1.0)
     cell.set_train()
     h, w = cfg.dataset_config.input_res_train
     image = rng.random((BATCH, 3, h, w), dtype=np.float32)
@@ -203,7 +210,7 @@ def profile(args, overrides):
     from mindspore.profiler import ProfilerActivity, profile as ms_profile, tensorboard_trace_handler
 
     out = args.profile_dir or tempfile.mkdtemp(prefix="bench_profile_")
-    cell, inputs = train_cell(base_argv(overrides))
+    cell, inputs = train_cell(base_argv(overrides), loss_scale=None)  # the cell training runs
     for _ in range(2):  # compile and warm up outside the profile
         cell(*inputs)[0].asnumpy()
     steps = 3
