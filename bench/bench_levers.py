@@ -3,6 +3,7 @@
     python bench/bench_levers.py profile [--top 15] [overrides...]
     python bench/bench_levers.py levers [--rounds 2] [--steps 3] [--levers base jit_O0 ...] [overrides...]
     python bench/bench_levers.py ab [--rounds 7] [overrides...]
+    python bench/bench_levers.py heads [--rounds 10] [overrides...]
 
 profile   runs the training cell that train.py builds for the configuration (random inputs, loss,
           gradients, Adam; on the CPU fp32 without loss-scale work; ResNet-101-DCN, 512x512,
@@ -15,6 +16,8 @@ levers    times that training step (median of --steps after 2 warm-up steps) onc
 ab        the levers that can differ between cells of one process (AB_VARIANTS: jit level per cell,
           kernel DCN, no loss scale, no overflow check, no per-step host sync), all compiled first,
           then one step of each in turn for --rounds rounds: medians under the same load.
+heads     the three heads' first 3x3 convolutions, forward+backward: separate, or as one
+          convolution with concatenated weights (a lever not applied; see docs/PERFORMANCE.md).
 
 Overrides (--key=value) go to the configuration, e.g. --net_config.dcn_impl=kernel or
 --net_config.block_type=BasicBlock --net_config.block_class=[2,2,2,2] for ResNet-18.
@@ -246,9 +249,63 @@ def profile(args, overrides):
     return {"wall_s_per_step": wall, "op_ms_per_step_total": total / steps, "top": top, "slowest": slowest}
 
 
+def heads(args, overrides):
+    """The heads' first 3x3 convolutions (head_conv channels at the output resolution, batch 2), forward
+    and backward: three separate convolutions against one with the weights concatenated and the output
+    split (the same arithmetic), compiled in one process and timed in turn; {variant: seconds}."""
+    import mindspore as ms
+    import numpy as np
+    from mindspore import Tensor, nn, ops
+
+    from src.model_utils.config import get_config
+
+    cfg = get_config(base_argv(overrides))
+    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_device("CPU")
+    channels = cfg.net_config.head_conv
+    out_h, out_w = cfg.dataset_config.output_res
+
+    class Separate(nn.Cell):
+        def __init__(self):
+            super().__init__()
+            self.convs = nn.CellList([nn.Conv2d(channels, channels, 3, pad_mode="pad", padding=1, has_bias=True)
+                                      for _ in range(3)])
+
+        def construct(self, x):
+            return (ops.relu(self.convs[0](x)).sum() + ops.relu(self.convs[1](x)).sum()
+                    + ops.relu(self.convs[2](x)).sum())
+
+    class Fused(Separate):
+        def construct(self, x):
+            weight = ops.concat((self.convs[0].weight, self.convs[1].weight, self.convs[2].weight), 0)
+            bias = ops.concat((self.convs[0].bias, self.convs[1].bias, self.convs[2].bias), 0)
+            y = ops.relu(ops.bias_add(ops.conv2d(x, weight, pad_mode="pad", padding=1), bias))
+            first, second, third = ops.split(y, channels, 1)
+            return first.sum() + second.sum() + third.sum()
+
+    x = Tensor(np.random.default_rng(0).random((BATCH, channels, out_h, out_w), dtype=np.float32))
+    steps = {}
+    for name, cls in (("separate", Separate), ("fused", Fused)):
+        net = cls()
+        steps[name] = ms.jit(ms.value_and_grad(net, grad_position=0, weights=net.trainable_params()))
+        steps[name](x)[0].asnumpy()
+    times = {name: [] for name in steps}
+    for _ in range(args.rounds):
+        for name, step in steps.items():
+            start = time.perf_counter()
+            step(x)[0].asnumpy()
+            times[name].append(time.perf_counter() - start)
+    result = {name: statistics.median(values) for name, values in times.items()}
+    print("three %d-channel 3x3 head convolutions at %dx%d, batch %d, forward+backward, median of %d rounds:"
+          % (channels, out_h, out_w, BATCH, args.rounds))
+    for name, seconds in result.items():
+        print("  %-9s %.3f s" % (name, seconds))
+    return result
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("mode", choices=["profile", "levers", "ab", "worker"])
+    parser.add_argument("mode", choices=["profile", "levers", "ab", "heads", "worker"])
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--profile_dir", help="profiler output folder (default: a new temporary folder)")
     parser.add_argument("--rounds", type=int, default=2)
@@ -261,7 +318,7 @@ def main(argv=None):
     if args.mode == "worker":
         return run_lever(args.lever, args.steps, overrides, args.out)
     print("load average before: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
-    result = {"profile": profile, "levers": levers, "ab": ab}[args.mode](args, overrides)
+    result = {"profile": profile, "levers": levers, "ab": ab, "heads": heads}[args.mode](args, overrides)
     if args.json:
         from src.file_io import write_json_atomic
         write_json_atomic(args.json, {"mode": args.mode, "overrides": overrides, "result": result}, indent=2)
