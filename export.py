@@ -27,7 +27,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 from src.file_io import atomic_path
-from src.inference import build_eval_network, dynamic_input, dynamic_shape_blocker
+from src.inference import build_eval_network, dynamic_input, dynamic_shape_blocker, exportable_with_dynamic_shape
 from src.model_utils.config import ConfigError, check_input_res
 from src.model_utils.device_adapter import set_device
 from src.model_utils.entry import entry_main
@@ -111,7 +111,7 @@ def run_export(cfg):
         export_onnx(net, path, cfg.export_config.input_res, cfg.export_dynamic_shape,
                     metadata={"num_classes": num_classes, "K": cfg.eval_config.K, "flip_test": cfg.flip_test})
     elif cfg.export_dynamic_shape:
-        export_network(net, path, dynamic_input(), cfg.export_format)
+        export_network(exportable_with_dynamic_shape(net), path, dynamic_input(), cfg.export_format)
     else:
         export_network(net, path, Tensor(np.zeros(shape, np.float32)), cfg.export_format)
     if cfg.export_dynamic_shape:

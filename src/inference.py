@@ -25,7 +25,7 @@ import time
 import cv2
 import numpy as np
 import mindspore as ms
-from mindspore import Tensor
+from mindspore import Tensor, nn, ops
 
 from .centernet_det import CenterNetDet
 from .decode import CenterNetDetEval
@@ -84,6 +84,34 @@ def build_eval_network(cfg, num_classes, checkpoint=None, flip_test=None):
 def dynamic_input():
     """The eval network's input with a free height and width: (1, 3, None, None) float32."""
     return Tensor(shape=[1, 3, None, None], dtype=ms.float32)
+
+
+class PaddedMaxPool(nn.Cell):
+    """k x k max-pool with stride s over the input padded by p on every side: nn.MaxPool2d(k, s, "pad", p) as an
+    explicit -inf pad plus a valid MaxPool (the same values)."""
+
+    def __init__(self, kernel_size, stride, padding):
+        super().__init__()
+        self.padding = (padding, padding, padding, padding)
+        self.pool = nn.MaxPool2d(kernel_size, stride, pad_mode="valid")
+
+    def construct(self, x):
+        return self.pool(ops.pad(x, self.padding, value=float("-inf")))
+
+
+def exportable_with_dynamic_shape(eval_net):
+    """``eval_net`` with the trunk's padded max-pool as ``PaddedMaxPool``, for a dynamic-shape MINDIR.
+
+    nn.MaxPool2d in "pad" mode runs as MaxPool3DWithArgmax, and a MINDIR holding that operator
+    with a free height/width, its output feeding two layers (the first residual block), fails to
+    run once loaded in MindSpore 2.8 ("output index [0] large than the output size [0] of node");
+    the live graph is unaffected. The replacement gives identical outputs (tested).
+    """
+    trunk = eval_net.network.backbone
+    pool = trunk.maxpool
+    last = lambda v: v if isinstance(v, int) else v[-1]  # noqa: E731  (int, or a tuple over the dimensions)
+    trunk.maxpool = PaddedMaxPool(last(pool.kernel_size), last(pool.stride), last(pool.padding))
+    return eval_net
 
 
 def dynamic_shape_blocker(net_cfg):

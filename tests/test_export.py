@@ -11,7 +11,7 @@ from mindspore import Tensor, nn
 import export as export_script
 from conftest import SYNTHETIC_CLASSES, make_config
 from eval_helpers import FIXED, argv, assert_same_detections, small_checkpoint
-from src.inference import build_eval_network
+from src.inference import build_eval_network, dynamic_input
 from src.utils import CheckpointError
 from tools import infer_mindir
 
@@ -49,6 +49,7 @@ def test_dynamic_shape_mindir_runs_two_shapes_in_python_and_in_the_runner(tmp_pa
     assert infer_mindir.model_inputs(path)[0][1][:2] == (1, 3)
     assert infer_mindir.is_dynamic(infer_mindir.model_inputs(path)[0][1])
     reloaded = nn.GraphCell(ms.load(path))
+    reloaded.set_inputs(dynamic_input())
     python_net = build_eval_network(make_config(dict(FIXED, flip_test=True)), 5, ckpt)
     rng = np.random.default_rng(1)
     images = {"7": rng.normal(size=(1, 3, 96, 160)).astype(np.float32),

@@ -103,6 +103,9 @@ def run(args):
         raise ValueError("%s has %d inputs; this runner feeds one" % (args.mindir_path, len(inputs)))
     _, shape, dtype = inputs[0]
     net = nn.GraphCell(ms.load(args.mindir_path))
+    if is_dynamic(shape):
+        # Without this a loaded dynamic-shape graph is compiled for the first input's shape only.
+        net.set_inputs(Tensor(shape=[d if d >= 0 else None for d in shape], dtype=ms.float32))
 
     def predict(data):
         outputs = net(Tensor(data))
