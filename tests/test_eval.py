@@ -178,7 +178,7 @@ def test_keep_res_multi_scale_flip_in_one_graph_equals_per_shape_graphs(syntheti
         with contextlib.redirect_stdout(io.StringIO()):
             runs[policy] = eval_script.run_eval(get_config(args))
     dynamic, static = runs["always"], runs["never"]
-    assert dynamic["input_shapes"] == static["input_shapes"] >= 4
+    assert dynamic["input_shapes"] == static["input_shapes"] >= 3
     assert dynamic["graphs_compiled"] == 1 and static["graphs_compiled"] == static["input_shapes"]
     assert_same_records(json.loads((tmp_path / "always" / "results.json").read_text()),
                         json.loads((tmp_path / "never" / "results.json").read_text()))
