@@ -8,9 +8,10 @@ pycocotools, prints the COCO AP/AR table and writes <save_result_dir>/results.js
 detection results, original category ids) and metrics.json (the 12 COCOeval figures by
 name). run_mode=test reads annotations/image_info_test-dev2017.json and test2017/ and only
 writes results.json (for upload). --eval_ann_file/--eval_image_dir select custom data.
-Options: eval_config.{keep_res, multi_scales, K, SOFT_NMS, max_per_image}, flip_test,
+Options: eval_config.{keep_res, multi_scales, K, SOFT_NMS, max_per_image, dynamic_shape}, flip_test,
 eval_max_images, visual_image (PNGs of ground truth and predictions under
-<save_result_dir>/visual).
+<save_result_dir>/visual). Images of many sizes (keep_res, multi_scales) run through one graph
+compiled with a free input height/width (docs/EVALUATION.md).
 """
 import logging
 import os
@@ -20,7 +21,7 @@ import time
 from src.coco import CocoData, DataError
 from src.evaluation import coco_evaluate, metrics_document, resolve_data_paths
 from src.file_io import write_json_atomic
-from src.inference import Detector, EvalSettings, build_eval_network, detect_images
+from src.inference import EvalSettings, build_detector, detect_images
 from src.model_utils.config import ConfigError
 from src.model_utils.device_adapter import set_device
 from src.model_utils.entry import entry_main
@@ -99,19 +100,16 @@ def run_eval(cfg):
 
     set_device(cfg)
     t_build, cpu_build = time.perf_counter(), time.process_time()
-    net = build_eval_network(cfg, settings.num_classes, cfg.load_checkpoint_path)
-    detector = Detector(net, max_graphs=len(settings.scales) + 1)
-    if not settings.keep_res:  # one shape for every image: compile it before the timed loop
-        shape = settings.input_shape(512, 512)
-        logger.info("compiled the network for input %s in %.1f s", shape, detector.warmup(shape))
+    detector = build_detector(cfg, settings, data.images, cfg.load_checkpoint_path)
     setup_s, setup_cpu_s = time.perf_counter() - t_build, time.process_time() - cpu_build
 
     drawer = Drawer(cfg, data, os.path.join(out_dir, "visual")) if cfg.visual_image else None
     records, timing = detect_images(data.images, data.image_path, lambda inp, meta: detector(inp), settings,
                                     data.category_ids, on_image=drawer)
-    logger.info("detected %d images in %.1f s: %.2f images/s (network %.1f s, %d input shape(s) compiled in "
-                "%.1f s); %d detections", timing["images"], timing["wall_s"], timing["images_per_s"],
-                detector.forward_s, detector.shapes_compiled, detector.compile_s, timing["detections"])
+    logger.info("detected %d images in %.1f s: %.2f images/s, network %.1f s; %d input shape(s), %d graph(s) "
+                "compiled in %.1f s; %d detections", timing["images"], timing["wall_s"], timing["images_per_s"],
+                detector.forward_s, len(detector.shapes), detector.graphs_compiled, detector.compile_s,
+                timing["detections"])
     if drawer is not None:
         logger.info("drawings of %d images in %s", drawer.count, drawer.folder)
     evaluate = cfg.run_mode == "val" and cfg.enable_eval
@@ -122,8 +120,8 @@ def run_eval(cfg):
 
     summary = {"results": results_path, "metrics": None, "stats": None, "timing": timing, "data_s": data_s,
                "setup_s": setup_s, "setup_cpu_s": setup_cpu_s, "forward_s": detector.forward_s,
-               "compile_s": detector.compile_s,
-               "shapes_compiled": detector.shapes_compiled, "coco_eval_s": 0.0}
+               "compile_s": detector.compile_s, "dynamic_shape": detector.dynamic,
+               "graphs_compiled": detector.graphs_compiled, "input_shapes": len(detector.shapes), "coco_eval_s": 0.0}
     if evaluate:
         t_eval = time.perf_counter()
         stats, table = coco_evaluate(data, records, [e["id"] for e in data.images])
@@ -142,7 +140,11 @@ def run_eval(cfg):
     elif cfg.run_mode == "test":
         logger.info("test-dev results written without evaluation: rename to detections_test-dev2017_<name>"
                     "_results.json, zip and upload it to the COCO evaluation server")
-    summary["total_s"] = time.perf_counter() - t_start
+    summary["total_s"] = total = time.perf_counter() - t_start
+    logger.info("eval run %.1f s: network %.1f s (%.0f %%), compilation %.1f s (%.0f %%), everything else %.1f s "
+                "(%.0f %%)", total, detector.forward_s, 100 * detector.forward_s / total, detector.compile_s,
+                100 * detector.compile_s / total, total - detector.forward_s - detector.compile_s,
+                100 * (total - detector.forward_s - detector.compile_s) / total)
     return summary
 
 

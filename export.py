@@ -4,14 +4,16 @@
         --export_name=centernet
     python export.py --export_load_ckpt=model.ckpt --export_format=ONNX --export_name=centernet \
         [--export_dynamic_shape=true]
+    python export.py --export_load_ckpt=model.ckpt --export_format=MINDIR --export_dynamic_shape=true
 
 The exported graph takes one (1, 3, H, W) float32 image normalised as eval.py does, at
 H, W = export_config.input_res (multiples of 32), and returns the (1, K, 6) detections
 [x1, y1, x2, y2, score, class] on the output map (input / 4); flip_test=true exports the
 flip-averaged network. The file is written to a temporary name and renamed when complete:
 <export_name>.mindir (or .air, .onnx), under output_path on ModelArts. ONNX (opset 19, with
-the standard DeformConv; written by src/onnx_export.py, needs the optional package onnx) may
-take any H, W (multiples of 32) with export_dynamic_shape=true.
+the standard DeformConv; written by src/onnx_export.py, needs the optional package onnx) and
+MINDIR take any H, W (multiples of 32) with export_dynamic_shape=true (for keep_res inputs; the
+Ascend 310 chain keeps the fixed shape).
 """
 import logging
 import os
@@ -25,7 +27,7 @@ import mindspore as ms
 from mindspore import Tensor
 
 from src.file_io import atomic_path
-from src.inference import build_eval_network
+from src.inference import build_eval_network, dynamic_input, dynamic_shape_blocker, exportable_with_dynamic_shape
 from src.model_utils.config import ConfigError, check_input_res
 from src.model_utils.device_adapter import set_device
 from src.model_utils.entry import entry_main
@@ -46,9 +48,13 @@ def check_export_config(cfg):
     if fmt == "AIR" and cfg.device_target != "Ascend":
         raise ConfigError("--export_format=AIR needs the Ascend backend (--device_target=Ascend); on %s export "
                           "MINDIR, which the Ascend 310 also runs" % cfg.device_target)
-    if cfg.export_dynamic_shape and fmt != "ONNX":
-        raise ConfigError("--export_dynamic_shape=true needs --export_format=ONNX (%s graphs here have a fixed "
-                          "input shape)" % fmt)
+    if cfg.export_dynamic_shape and fmt == "AIR":
+        raise ConfigError("--export_dynamic_shape=true needs --export_format=MINDIR or ONNX: AIR models (the Ascend "
+                          "310 chain) take a fixed export_config.input_res")
+    blocker = dynamic_shape_blocker(cfg.net_config)
+    if cfg.export_dynamic_shape and fmt == "MINDIR" and blocker:
+        raise ConfigError("--export_dynamic_shape=true with MINDIR needs net_config.dcn_impl=gather (same weights): "
+                          "%s" % blocker)
     check_input_res(cfg.export_config.input_res, "export_config.input_res")
     if not cfg.export_load_ckpt:
         raise ConfigError("--export_load_ckpt is required: the checkpoint to export")
@@ -69,8 +75,9 @@ def export_path(cfg):
     return name + ext
 
 
-def export_network(net, path, input_shape, file_format):
-    """ms.export ``net`` onto ``path`` through a hidden temporary beside it (src.file_io.atomic_path)."""
+def export_network(net, path, example, file_format):
+    """ms.export ``net`` for the input Tensor ``example`` (a value, or ``dynamic_input()`` for a free
+    height/width) onto ``path`` through a hidden temporary beside it (src.file_io.atomic_path)."""
     ext = EXTENSIONS[file_format]
     with atomic_path(path, suffix=ext) as tmp:  # ms.export keeps a name that already ends in ext
         staging = None
@@ -81,7 +88,7 @@ def export_network(net, path, input_shape, file_format):
             staging = tempfile.mkdtemp(prefix="centernet_export_")
             target = os.path.join(staging, "model" + ext)
         try:
-            ms.export(net, Tensor(np.zeros(input_shape, np.float32)), file_name=target, file_format=file_format)
+            ms.export(net, example, file_name=target, file_format=file_format)
             if not os.path.isfile(target):
                 raise RuntimeError("ms.export wrote no %s file (expected %s)" % (file_format, target))
             if staging:
@@ -101,12 +108,14 @@ def run_export(cfg):
     path = export_path(cfg)
     if cfg.export_format == "ONNX":
         from src.onnx_export import export_onnx
-        if cfg.export_dynamic_shape:
-            shape = (1, 3, "height", "width")
         export_onnx(net, path, cfg.export_config.input_res, cfg.export_dynamic_shape,
                     metadata={"num_classes": num_classes, "K": cfg.eval_config.K, "flip_test": cfg.flip_test})
+    elif cfg.export_dynamic_shape:
+        export_network(exportable_with_dynamic_shape(net), path, dynamic_input(), cfg.export_format)
     else:
-        export_network(net, path, shape, cfg.export_format)
+        export_network(net, path, Tensor(np.zeros(shape, np.float32)), cfg.export_format)
+    if cfg.export_dynamic_shape:
+        shape = (1, 3, "height", "width")
     logger.info("exported %s (%.1f MB): input %s float32, output (1, %d, 6) detections; %d classes, flip_test=%s",
                 path, os.path.getsize(path) / 2 ** 20, shape, cfg.eval_config.K, num_classes, cfg.flip_test)
     return path

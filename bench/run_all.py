@@ -1,7 +1,7 @@
 """Run the project's benchmarks, print one table and write docs/PERFORMANCE.md.
 
     python bench/run_all.py                        # every benchmark (about 40 minutes on 2 cores)
-    python bench/run_all.py --only eval rss        # some of them; the others keep their last figures
+    python bench/run_all.py --only eval keep_res   # some of them; the others keep their last figures
     python bench/run_all.py --with_quick_start     # also time scripts/run_quick_start.sh (~10 min more)
     python bench/run_all.py --report_only          # rewrite the table from docs/performance.json
 
@@ -150,6 +150,11 @@ def bench_eval(args, work):
     return {"command": cmd, "figures": _run_json(cmd, work, "eval")}
 
 
+def bench_keep_res(args, work):
+    cmd = _script("bench_keep_res.py", "--rounds", "2")
+    return {"command": cmd, "figures": _run_json(cmd, work, "keep_res")}
+
+
 def bench_rss(args, work):
     """Peak memory of train.py (ResNet-101, 512x512, batch 2, real pipeline) and of eval.py on its checkpoint."""
     from tools.make_synthetic_coco import make_dataset
@@ -223,6 +228,7 @@ BENCHMARKS = {
     "dcn": bench_dcn,
     "vs_torch": bench_vs_torch,
     "eval": bench_eval,
+    "keep_res": bench_keep_res,
     "rss": bench_rss,
     "scaling": bench_scaling,
     "resume": bench_resume,
@@ -342,6 +348,26 @@ def rows(results):
             out.append(("evaluation overhead: eval.py run (set-up excluded) / pure forward", "%.2f" % over["ratio"],
                         "%s, %d images, median of %d repetitions" % (over["config"], over["images"], over["runs"]),
                         _cmd_text(results["eval"])))
+    fig = get("keep_res")
+    if fig:
+        cmd = _cmd_text(results["keep_res"])
+        mix, one, fwd = fig["mix"], fig["one"], fig["forward"]
+        what = "%d images, %s" % (fig["images"], fig["config"])
+        out.append(("keep_res eval.py run: %d padded shapes (one dynamic-shape graph) / one size of the same "
+                    "pixel count (one static graph)" % fig["mix_shapes"],
+                    "%.2f (%.1f s / %.1f s; whole processes %.2f)" % (fig["ratio"], mix["total_s"], one["total_s"],
+                                                                      fig["process_ratio"]),
+                    "%s, alternating processes, median of %d rounds" % (what, fig["rounds"]), cmd))
+        out.append(("graph compilation: dynamic-shape graph / one static graph",
+                    "%.1f s / %.1f s" % (fwd["dynamic_compile_s"], fwd["static_compile_s"]), what, cmd))
+        for shape, f in fwd["shapes"].items():
+            out.append(("forward + decode at %s: dynamic-shape graph / static graph" % shape,
+                        "%.3f s / %.3f s (ratio %.2f)" % (f["dynamic_s"], f["static_s"], f["ratio"]),
+                        "interleaved, median of %d" % fwd["repeats"], cmd))
+        out.append(("share of the keep_res eval.py run outside the network, compilation included",
+                    "%.0f %% (compilation %.0f %%, the rest %.0f %%); one size: %.0f %%" % (
+                        100 * mix["outside_network_share"], 100 * mix["compile_share"], 100 * mix["other_share"],
+                        100 * one["outside_network_share"]), what, cmd))
     fig = get("rss")
     if fig:
         for part in ("train", "eval"):

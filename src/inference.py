@@ -2,15 +2,21 @@
 
 The loop (``detect_images``) reads and pre-processes images in a background thread (cv2
 releases the GIL; its own parallelism is limited to one thread meanwhile) while the network
-runs, so decoding and resizing overlap the forward pass; post-processing (affine
-back-mapping, compiled soft-NMS) is cheap and runs inline.
+runs, and post-processes (affine back-mapping, compiled soft-NMS, COCO records, drawings) in
+another, so nothing but the network sits between two forward passes.
 
-Graph mode compiles the network once per input shape. With ``keep_res`` every image size
-is a new shape, so the loop visits the images grouped by their expected input shape (from
-the json's width/height) and ``Detector`` keeps only a few compiled graphs alive: each shape
-is compiled once and memory stays flat however many sizes the data set has.
+Graph mode compiles the network for its input shape. With ``keep_res``, several test scales or
+a folder of photos every image size is a new shape, so ``Detector`` compiles ONE graph whose
+input height and width are left free (``Cell.set_inputs`` with ``None`` dimensions), which
+every operator of the eval network accepts when the deformable convolution is the gather
+formulation (``net_config.dcn_impl=gather``). With ``dcn_impl=kernel`` (whose
+``ops.deformable_conv2d`` cannot infer a free height/width) or ``eval_config.dynamic_shape=never``
+each shape gets its own static graph instead: the loop visits the images grouped by their
+expected input shape (from the json's width/height) and only a few compiled graphs stay alive.
+A run with a single input shape (fixed resolution) compiles one static graph.
 """
 import collections
+import concurrent.futures
 import gc
 import logging
 import sys
@@ -19,7 +25,7 @@ import time
 import cv2
 import numpy as np
 import mindspore as ms
-from mindspore import Tensor
+from mindspore import Tensor, nn, ops
 
 from .centernet_det import CenterNetDet
 from .decode import CenterNetDetEval
@@ -30,6 +36,9 @@ from .soft_nms import SoftNMS
 from .utils import CheckpointError, HEAD_PREFIXES, load_network_weights, read_checkpoint
 
 logger = logging.getLogger(__name__)
+
+# Finished images waiting for the post-processor before the network waits for it (bounds memory).
+POST_BACKLOG = 4
 
 
 # ----------------------------------------------------------------------------- network
@@ -72,26 +81,77 @@ def build_eval_network(cfg, num_classes, checkpoint=None, flip_test=None):
     return net
 
 
+def dynamic_input():
+    """The eval network's input with a free height and width: (1, 3, None, None) float32."""
+    return Tensor(shape=[1, 3, None, None], dtype=ms.float32)
+
+
+class PaddedMaxPool(nn.Cell):
+    """k x k max-pool with stride s over the input padded by p on every side: nn.MaxPool2d(k, s, "pad", p) as an
+    explicit -inf pad plus a valid MaxPool (the same values)."""
+
+    def __init__(self, kernel_size, stride, padding):
+        super().__init__()
+        self.padding = (padding, padding, padding, padding)
+        self.pool = nn.MaxPool2d(kernel_size, stride, pad_mode="valid")
+
+    def construct(self, x):
+        return self.pool(ops.pad(x, self.padding, value=float("-inf")))
+
+
+def exportable_with_dynamic_shape(eval_net):
+    """``eval_net`` with the trunk's padded max-pool as ``PaddedMaxPool``, for a dynamic-shape MINDIR.
+
+    nn.MaxPool2d in "pad" mode runs as MaxPool3DWithArgmax, and a MINDIR holding that operator
+    with a free height/width, its output feeding two layers (the first residual block), fails to
+    run once loaded in MindSpore 2.8 ("output index [0] large than the output size [0] of node");
+    the live graph is unaffected. The replacement gives identical outputs (tested).
+    """
+    trunk = eval_net.network.backbone
+    pool = trunk.maxpool
+    last = lambda v: v if isinstance(v, int) else v[-1]  # noqa: E731  (int, or a tuple over the dimensions)
+    trunk.maxpool = PaddedMaxPool(last(pool.kernel_size), last(pool.stride), last(pool.padding))
+    return eval_net
+
+
+def dynamic_shape_blocker(net_cfg):
+    """Why the eval network of ``net_cfg`` cannot compile with a free input height/width (None when it can)."""
+    if net_cfg.dcn_impl != "gather":
+        return ("net_config.dcn_impl=%s: ops.deformable_conv2d cannot infer a free input height/width"
+                % net_cfg.dcn_impl)
+    return None
+
+
 class Detector:
     """(1, 3, H, W) float32 input -> (K, 6) detections, timing every call.
 
-    In graph mode each input shape gets its own shallow copy of the eval cell (sharing the
-    weights), compiled on first use; at most ``max_graphs`` are kept (least recently used
-    dropped), which frees their compiled graphs. In PyNative mode the cell runs directly.
+    Graph mode with ``dynamic``: the eval cell is compiled once with a free input height and
+    width and runs every shape. Without: each input shape gets its own shallow copy of the
+    eval cell (sharing the weights), compiled on first use; at most ``max_graphs`` are kept
+    (least recently used dropped), which frees their compiled graphs. In PyNative mode the
+    cell runs directly. The first call of a graph (its compilation and first run) counts in
+    ``compile_s``, every other call in ``forward_s``.
     """
 
-    def __init__(self, eval_net, max_graphs=2):
+    def __init__(self, eval_net, dynamic=False, max_graphs=2):
         self.eval_net = eval_net
+        self.dynamic = bool(dynamic) and ms.get_context("mode") == ms.GRAPH_MODE
         self.max_graphs = max(1, int(max_graphs))
         self.cells = collections.OrderedDict()
-        self.shapes_compiled = 0
+        self.shapes = set()
+        self.graphs_compiled = 0
         self.compile_s = 0.0
         self.forward_s = 0.0
         self.calls = 0
+        if self.dynamic:
+            eval_net.set_inputs(dynamic_input())
 
     def _cell_for(self, shape):
+        """(cell to run, whether this call compiles it)."""
         if ms.get_context("mode") != ms.GRAPH_MODE:
             return self.eval_net, False
+        if self.dynamic:
+            return self.eval_net, not self.graphs_compiled
         cell = self.cells.get(shape)
         if cell is not None:
             self.cells.move_to_end(shape)
@@ -112,20 +172,68 @@ class Detector:
         dets = cell(Tensor(inp)).asnumpy()[0]
         elapsed = time.perf_counter() - start
         if fresh:
-            self.shapes_compiled += 1
+            self.graphs_compiled += 1
             self.compile_s += elapsed
-            logger.debug("compiled the graph for input shape %s in %.1f s", shape, elapsed)
+            logger.debug("compiled the %s graph for input shape %s in %.1f s",
+                         "dynamic-shape" if self.dynamic else "static", shape, elapsed)
         else:
             self.forward_s += elapsed
+        self.shapes.add(shape)
         self.calls += 1
         return dets
 
     def warmup(self, shape):
         """Compile the graph of ``shape`` now (outside any timed loop); returns the seconds it took."""
-        before = self.compile_s
+        before, seen = self.compile_s, shape in self.shapes
         self(np.zeros(shape, np.float32))
         self.calls -= 1
+        if not seen:
+            self.shapes.discard(tuple(shape))  # ``shapes`` counts the inputs of the run only
         return self.compile_s - before
+
+
+def expected_shapes(entries, settings):
+    """Counter of the network input shapes a run will see (every test scale), or None when an
+    entry has no width/height (its shape is only known once the image is read)."""
+    if not settings.keep_res:  # input_res_test whatever the image size and scale
+        return collections.Counter({settings.input_shape(512, 512): len(entries) * len(settings.scales)})
+    shapes = collections.Counter()
+    for entry in entries:
+        if not entry.get("width") or not entry.get("height"):
+            return None
+        for scale in settings.scales:
+            shapes[settings.input_shape(int(entry["height"]), int(entry["width"]), scale)] += 1
+    return shapes
+
+
+def build_detector(cfg, settings, entries, checkpoint):
+    """The eval network as a Detector for ``entries``, its graph compiled before any timed loop.
+
+    eval_config.dynamic_shape decides the graphs: ``auto`` compiles one dynamic-shape graph
+    when the run has more than one input shape (or unknown ones) and one static graph
+    otherwise; ``always`` / ``never`` force either. A network that cannot take a free
+    height/width (``dynamic_shape_blocker``) falls back to static graphs per shape, saying why.
+    """
+    net = build_eval_network(cfg, settings.num_classes, checkpoint)
+    shapes = expected_shapes(entries, settings)
+    policy = cfg.eval_config.dynamic_shape
+    dynamic = policy == "always" or (policy == "auto" and (shapes is None or len(shapes) > 1))
+    blocker = dynamic_shape_blocker(cfg.net_config) if dynamic else None
+    if blocker:
+        logger.info("%s: compiling one static graph per input shape instead of one dynamic-shape graph", blocker)
+        dynamic = False
+    detector = Detector(net, dynamic=dynamic, max_graphs=len(settings.scales) + 1)
+    count = "unknown" if shapes is None else str(len(shapes))
+    if ms.get_context("mode") != ms.GRAPH_MODE:
+        logger.info("PyNative mode: the network runs uncompiled (%s input shapes)", count)
+    elif dynamic or (shapes is not None and len(shapes) == 1):
+        first = shapes.most_common(1)[0][0] if shapes else settings.input_shape(512, 512)
+        seconds = detector.warmup(first)
+        logger.info("compiled one %s graph in %.1f s for %s input shape(s)",
+                    "dynamic-shape" if dynamic else "static %s" % (first,), seconds, count)
+    else:
+        logger.info("%s input shapes: one static graph compiled per shape, on first use", count)
+    return detector
 
 
 # ----------------------------------------------------------------------------- images
@@ -180,6 +288,13 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
     per_class)`` (optional) sees every image with its final detections (drawing). Returns
     (COCO result records sorted by image id, timing dict). A read failure raises, naming
     the file, or with ``skip_unreadable`` logs a warning and skips the image.
+
+    Three threads share the work: a reader decodes and pre-processes images ahead, this
+    thread only calls ``predict``, and a post-processor maps, suppresses, records and draws
+    the finished images (a few images behind at most), so the forward passes follow each
+    other. Timing: ``predict_s`` (inside ``predict``), ``input_wait_s`` and ``post_wait_s``
+    (this thread waiting for the reader or for a post-processing backlog), ``post_s`` (the
+    post-processor's busy time).
     """
     order = shape_order(entries, settings) if settings.keep_res else list(range(len(entries)))
     keep_image = on_image is not None
@@ -195,17 +310,39 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
             return index, None, None
         return index, (image if keep_image else None), settings.prepare(image)
 
-    workers = workers or 1
     per_image = {}
-    num_dets = skipped = 0
-    forward_s = 0.0
-    start = time.perf_counter()
+    post_s = [0.0]
     bar = _progress(len(order), desc) if progress else None
+
+    def finish(index, image, outputs):
+        t0 = time.perf_counter()
+        entry = entries[index]
+        per_class = post_process_image(outputs, settings.num_classes, settings.nms, settings.max_per_image)
+        per_image[index] = coco_records(entry["id"], per_class, category_ids)
+        if on_image is not None:
+            on_image(entry, image, per_class)
+        post_s[0] += time.perf_counter() - t0
+        if bar is not None:
+            bar.update(1)
+
+    workers = workers or 1
+    skipped = 0
+    forward_s = input_wait_s = post_wait_s = 0.0
+    backlog = collections.deque()
+    start = time.perf_counter()
     cv_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # the loader fills the network's idle time; it should not compete for every core
+    post = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="postprocess")
     try:
         with Prefetcher(load, order, workers=workers, depth=2 * workers + 2) as batches:
-            for index, image, inputs in batches:
+            loaded = iter(batches)
+            while True:
+                t0 = time.perf_counter()
+                item = next(loaded, None)
+                input_wait_s += time.perf_counter() - t0
+                if item is None:
+                    break
+                index, image, inputs = item
                 entry = entries[index]
                 if inputs is None:
                     skipped += 1
@@ -219,24 +356,23 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
                     dets = predict(inp, meta)
                     forward_s += time.perf_counter() - t0
                     outputs.append((dets, meta, meta["scale"]))
-                per_class = post_process_image(outputs, settings.num_classes, settings.nms,
-                                               settings.max_per_image)
-                records = coco_records(entry["id"], per_class, category_ids)
-                per_image[index] = records
-                num_dets += len(records)
-                if on_image is not None:
-                    on_image(entry, image, per_class)
-                if bar is not None:
-                    bar.update(1)
+                backlog.append(post.submit(finish, index, image, outputs))
+                t0 = time.perf_counter()
+                while len(backlog) > POST_BACKLOG or (backlog and backlog[0].done()):
+                    backlog.popleft().result()  # a post-processing error surfaces here
+                post_wait_s += time.perf_counter() - t0
+        while backlog:
+            backlog.popleft().result()
     finally:
+        post.shutdown(wait=True, cancel_futures=True)
         cv2.setNumThreads(cv_threads)
         if bar is not None:
             bar.close()
     wall = time.perf_counter() - start
     records = [r for index in sorted(per_image, key=lambda i: entries[i]["id"]) for r in per_image[index]]
-    timing = {"images": len(order), "skipped": skipped, "detections": num_dets, "wall_s": wall,
-              "predict_s": forward_s,
-              "images_per_s": len(order) / wall if wall > 0 else 0.0}
+    timing = {"images": len(order), "skipped": skipped, "detections": len(records), "wall_s": wall,
+              "predict_s": forward_s, "input_wait_s": input_wait_s, "post_wait_s": post_wait_s,
+              "post_s": post_s[0], "images_per_s": len(order) / wall if wall > 0 else 0.0}
     return records, timing
 
 

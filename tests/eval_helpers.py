@@ -15,17 +15,42 @@ FIXED = dict(SMALL, **{"eval_config.keep_res": False, "dataset_config.input_res_
                        "export_config.input_res": RES})
 
 
-def small_checkpoint(path, num_classes=SYNTHETIC_CLASSES, seed=1, wh_bias=(8.0, 8.0), hm_bias=None, overrides=None):
+def randomise_weights(net, seed=0, offset_std=0.1):
+    """Random BatchNorm statistics, offset-conv weights (offsets of several pixels) and heatmap head.
+
+    The heatmap head's default initialisation gives an almost flat heatmap, where neighbours
+    differ by an ulp and peak extraction depends on rounding; larger weights separate them.
+    """
+    rng = np.random.default_rng(seed)
+    for p in net.get_parameters():
+        if "conv_offset_mask.weight" in p.name:
+            p.set_data(Tensor(rng.normal(0, offset_std, p.shape).astype(np.float32)))
+        elif "conv_offset_mask.bias" in p.name:
+            p.set_data(Tensor(rng.normal(0, 0.5, p.shape).astype(np.float32)))
+        elif p.name.startswith("hm.") and p.name.endswith("weight"):
+            p.set_data(Tensor(rng.normal(0, 0.1, p.shape).astype(np.float32)))
+        elif p.name.endswith(("moving_mean", "beta")):
+            p.set_data(Tensor(rng.normal(0, 0.1, p.shape).astype(np.float32)))
+        elif p.name.endswith(("moving_variance", "gamma")):
+            p.set_data(Tensor(rng.uniform(0.5, 1.5, p.shape).astype(np.float32)))
+
+
+def small_checkpoint(path, num_classes=SYNTHETIC_CLASSES, seed=1, wh_bias=(8.0, 8.0), hm_bias=None, overrides=None,
+                     randomise=False):
     """Random-weight small network saved to ``path``.
 
     ``wh_bias`` gives every detection a box of that size (output-map pixels) so that random
     weights still produce some true positives (non-zero, deterministic AP); ``hm_bias``
-    sets the heatmap bias (a large negative value: no detection scores above 0).
+    sets the heatmap bias (a large negative value: no detection scores above 0);
+    ``randomise`` applies ``randomise_weights`` (deformable offsets of several pixels, a
+    heatmap without near-ties).
     """
     from src.centernet_det import CenterNetDet
     cfg = make_config(dict(SMALL, **{"dataset_config.num_classes": num_classes}, **(overrides or {})))
     ms.set_seed(seed)
     net = CenterNetDet(cfg.net_config, num_classes)
+    if randomise:
+        randomise_weights(net, seed)
     params = {p.name: p for p in net.get_parameters()}
     if wh_bias is not None:
         params["wh.2.bias"].set_data(Tensor(np.array(wh_bias, np.float32)))
@@ -126,3 +151,21 @@ def pseudo_ground_truth(ann_file, records, path, per_image=3):
     with open(path, "w", encoding="utf-8") as f:
         json.dump(doc, f)
     return str(path)
+
+
+def assert_same_detections(got, want, box_atol=1e-3, score_atol=1e-5):
+    """(K, 6) detections [x1, y1, x2, y2, score, class] equal row for row: same classes, boxes within
+    ``box_atol`` pixels, scores within ``score_atol``."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got[:, 5], want[:, 5])
+    np.testing.assert_allclose(got[:, :4], want[:, :4], rtol=0, atol=box_atol)
+    np.testing.assert_allclose(got[:, 4], want[:, 4], rtol=0, atol=score_atol)
+
+
+def assert_same_records(got, want, box_atol=1e-3, score_atol=1e-5):
+    """COCO result records equal one for one (same order, ids and classes; bbox and score within tolerance)."""
+    assert len(got) == len(want) > 0
+    assert [(r["image_id"], r["category_id"]) for r in got] == [(r["image_id"], r["category_id"]) for r in want]
+    np.testing.assert_allclose([r["bbox"] for r in got], [r["bbox"] for r in want], rtol=0, atol=box_atol)
+    np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in want], rtol=0, atol=score_atol)

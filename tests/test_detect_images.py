@@ -1,9 +1,10 @@
 """tools/detect_images.py: a folder of images without annotations -> drawn PNGs and a results json."""
 import json
+import logging
 import os
 import shutil
 
-from eval_helpers import FIXED, argv, file_names, small_checkpoint
+from eval_helpers import FIXED, SMALL, argv, assert_same_records, file_names, small_checkpoint
 from tools import detect_images
 
 
@@ -32,6 +33,28 @@ def test_folder_detection_with_names_from_an_annotation_file(synthetic_coco, tmp
     assert all(r["image_id"] == ids[r["file_name"]] and r["category_name"] == names[r["category_id"]]
                for r in results)
     assert set(results[0]) == {"file_name", "image_id", "category_id", "category_name", "bbox", "score"}
+
+
+def test_photos_of_several_sizes_run_in_one_graph(synthetic_coco, tmp_path, caplog):
+    """keep_res over a folder of differently sized photos: one dynamic-shape graph, the detections of one
+    static graph per size."""
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in sorted(os.listdir(synthetic_coco.val_images))[:3]:
+        shutil.copy(os.path.join(synthetic_coco.val_images, name), folder / name)
+    ckpt = small_checkpoint(tmp_path / "deformed.ckpt", randomise=True)
+    results = {}
+    for policy in ("auto", "never"):
+        options = dict(SMALL, device_target="CPU", image_dir=str(folder), load_checkpoint_path=ckpt,
+                       save_result_dir=str(tmp_path / policy), eval_ann_file=synthetic_coco.val_ann,
+                       **{"eval_config.keep_res": True, "eval_config.dynamic_shape": policy})
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert detect_images.main(argv(options)) == 0
+        results[policy] = json.loads((tmp_path / policy / "results.json").read_text())
+        if policy == "auto":
+            assert "compiled one dynamic-shape graph" in caplog.text
+    assert_same_records(results["auto"], results["never"])
 
 
 def test_coco_names_and_ids_without_an_annotation_file(tmp_path):

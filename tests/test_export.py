@@ -1,4 +1,6 @@
-"""export.py: MINDIR reloads on CPU with the Python network's outputs; AIR and bad checkpoints refused cleanly."""
+"""export.py: MINDIR (fixed or dynamic input shape) reloads on CPU with the Python network's outputs; AIR and bad
+checkpoints refused cleanly."""
+import json
 import os
 
 import mindspore as ms
@@ -8,9 +10,10 @@ from mindspore import Tensor, nn
 
 import export as export_script
 from conftest import SYNTHETIC_CLASSES, make_config
-from eval_helpers import FIXED, argv, small_checkpoint
-from src.inference import build_eval_network
+from eval_helpers import FIXED, argv, assert_same_detections, small_checkpoint
+from src.inference import build_eval_network, dynamic_input
 from src.utils import CheckpointError
+from tools import infer_mindir
 
 
 @pytest.fixture(name="ckpt", scope="module")
@@ -35,6 +38,59 @@ def test_mindir_reload_gives_the_python_network_outputs(ckpt, tmp_path, make_con
     assert got.shape == (1, 100, 6)
     np.testing.assert_array_equal(got[..., 5], expected[..., 5])
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_dynamic_shape_mindir_runs_two_shapes_in_python_and_in_the_runner(tmp_path, make_config):
+    """export_dynamic_shape=true: the reloaded MINDIR runs inputs of two shapes with the Python network's
+    detections; tools/infer_mindir.py takes each .bin's shape from preprocess.py's metadata."""
+    ckpt = small_checkpoint(tmp_path / "deformed.ckpt", randomise=True)
+    assert _export(tmp_path, ckpt, flip_test=True, export_dynamic_shape=True) == 0
+    path = str(tmp_path / "centernet.mindir")
+    assert infer_mindir.model_inputs(path)[0][1][:2] == (1, 3)
+    assert infer_mindir.is_dynamic(infer_mindir.model_inputs(path)[0][1])
+    reloaded = nn.GraphCell(ms.load(path))
+    reloaded.set_inputs(dynamic_input())
+    python_net = build_eval_network(make_config(dict(FIXED, flip_test=True)), 5, ckpt)
+    rng = np.random.default_rng(1)
+    images = {"7": rng.normal(size=(1, 3, 96, 160)).astype(np.float32),
+              "9": rng.normal(size=(1, 3, 128, 64)).astype(np.float32)}
+    for image in images.values():
+        assert_same_detections(reloaded(Tensor(image)).asnumpy()[0], python_net(Tensor(image)).asnumpy()[0])
+
+    pre = tmp_path / "preprocess_Result"
+    (pre / "images").mkdir(parents=True)
+    (pre / "meta").mkdir()
+    for stem, image in images.items():
+        image.tofile(pre / "images" / (stem + ".bin"))
+        (pre / "meta" / (stem + ".json")).write_text(json.dumps({"inp_height": image.shape[2],
+                                                                 "inp_width": image.shape[3]}))
+    out = tmp_path / "result_Files"
+    args = ["--mindir_path", path, "--input_path", str(pre / "images"), "--output_path", str(out)]
+    assert infer_mindir.main(args) == 0
+    for stem, image in images.items():
+        got = np.fromfile(out / (stem + "_0.bin"), np.float32).reshape(-1, 6)
+        assert_same_detections(got, python_net(Tensor(image)).asnumpy()[0])
+
+
+def test_dynamic_shape_needs_its_metadata_and_the_gather_dcn(ckpt, tmp_path, capsys):
+    """Bad input: a dynamic-shape MINDIR run on .bin files without preprocess metadata; export_dynamic_shape with the kernel DCN (MINDIR) or AIR | exit 2 with one line naming the missing file or the key; nothing written."""
+    assert _export(tmp_path, ckpt, export_dynamic_shape=True, export_name=str(tmp_path / "dyn")) == 0
+    (tmp_path / "images").mkdir()
+    np.zeros((1, 3, 64, 64), np.float32).tofile(tmp_path / "images" / "3.bin")
+    args = ["--mindir_path", str(tmp_path / "dyn.mindir"), "--input_path", str(tmp_path / "images"),
+            "--output_path", str(tmp_path / "out")]
+    assert infer_mindir.main(args) == 2
+    err = capsys.readouterr().err
+    assert "takes any input height/width" in err and os.path.join("meta", "3.json") in err
+    assert not (tmp_path / "out").exists()
+
+    assert _export(tmp_path, ckpt, export_dynamic_shape=True, export_name=str(tmp_path / "k"),
+                   **{"net_config.dcn_impl": "kernel"}) == 2
+    assert "needs net_config.dcn_impl=gather" in capsys.readouterr().err
+    assert _export(tmp_path, ckpt, export_dynamic_shape=True, export_format="AIR", device_target="Ascend",
+                   export_name=str(tmp_path / "a")) == 2
+    assert "needs --export_format=MINDIR or ONNX" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == ["dyn.mindir", "images"]
 
 
 def test_a_name_mindspore_refuses_is_exported_through_a_staging_folder(ckpt, tmp_path):

@@ -9,6 +9,8 @@ pre- and post-processing as eval.py (keep_res or input_res_test, multi_scales, f
 soft-NMS, max_per_image; every configuration key applies). With --onnx_model=centernet.onnx
 (export.py --export_format=ONNX) ONNX Runtime runs that model instead of the checkpoint
 (a fixed-shape model needs keep_res=false and its input_res_test; a dynamic one takes any).
+Photos of any sizes run through one graph compiled with a free input height/width
+(eval_config.dynamic_shape, docs/EVALUATION.md).
 Written under save_result_dir:
 
     images/<stem>.png   the image with the detections scoring >= eval_config.score_thresh
@@ -31,7 +33,7 @@ if __name__ == "__main__":
 
 from src.coco import CocoData, DataError, default_category_ids  # noqa: E402
 from src.file_io import write_json_atomic  # noqa: E402
-from src.inference import Detector, EvalSettings, build_eval_network, detect_images  # noqa: E402
+from src.inference import EvalSettings, build_detector, detect_images  # noqa: E402
 from src.model_utils.config import ConfigError  # noqa: E402
 from src.model_utils.device_adapter import set_device  # noqa: E402
 from src.model_utils.entry import entry_main  # noqa: E402
@@ -108,10 +110,7 @@ def run_detect(cfg):
         detector = onnx_predictor(cfg.onnx_model, settings.num_classes, cfg.flip_test)
     else:
         set_device(cfg)
-        detector = Detector(build_eval_network(cfg, settings.num_classes, cfg.load_checkpoint_path),
-                            max_graphs=len(settings.scales) + 1)
-        if not settings.keep_res:
-            detector.warmup(settings.input_shape(512, 512))
+        detector = build_detector(cfg, settings, entries, cfg.load_checkpoint_path)
     colors, thresh = cfg.eval_config.color_list, cfg.eval_config.score_thresh
 
     def draw(entry, image, per_class):
