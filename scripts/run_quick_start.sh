@@ -58,7 +58,8 @@ stage() {  # stage NAME LOG: run the rest, log to LOG, report its time, stop wit
     fi
     local now
     now=$(date +%s)
-    echo "    done in $((now - stage_start)) s (log: $log)"
+    # The load average says whether the machine was shared while the stage ran (2 cores: above 2 is busy).
+    echo "    done in $((now - stage_start)) s (load average $(cut -d' ' -f1-3 /proc/loadavg); log: $log)"
     stage_start=$now
 }
 
