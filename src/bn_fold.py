@@ -151,9 +151,10 @@ def fold_batch_norm(network, enabled=True):
                          "a training network must keep its BatchNorms")
     before = parameter_count(network)
     pairs = conv_bn_pairs(network)
+    for parent, conv_key, bn_key, where in pairs:  # every pair checked before any is changed
+        _check_pair(_child(parent, conv_key), _child(parent, bn_key), where)
     for parent, conv_key, bn_key, where in pairs:
         conv, bn = _child(parent, conv_key), _child(parent, bn_key)
-        _check_pair(conv, bn, where)
         _store(conv, *folded_weights(conv, bn))
         _set_child(parent, bn_key, FoldedBatchNorm(bn.gamma.shape[0]))
     left = [name for name, cell in network.cells_and_names() if isinstance(cell, nn.BatchNorm2d)]
