@@ -192,6 +192,11 @@ def bench_dcn(args, work):
     return {"command": cmd, "figures": _run_json(cmd, work, "dcn")}
 
 
+def bench_bn_fold(args, work):
+    cmd = _script("bench_bn_fold.py", "--rounds", "15")
+    return {"command": cmd, "figures": _run_json(cmd, work, "bn_fold")}
+
+
 def bench_vs_torch(args, work):
     cmd = _script("bench_vs_torch.py", "--rounds", "2")
     return {"command": cmd, "figures": _run_json(cmd, work, "vs_torch")}
@@ -226,6 +231,7 @@ BENCHMARKS = {
     "train_quick": bench_train_quick,
     "forward": bench_forward,
     "dcn": bench_dcn,
+    "bn_fold": bench_bn_fold,
     "vs_torch": bench_vs_torch,
     "eval": bench_eval,
     "keep_res": bench_keep_res,
@@ -317,6 +323,12 @@ def rows(results):
     if fig:
         out.append(("inference forward + decode, ResNet-101-DCN, %s, batch 1" % fig["input"],
                     "%.2f s" % fig["seconds"], "median of %d runs" % fig["runs"], _cmd_text(results["forward"])))
+    fig = get("bn_fold")
+    if fig:
+        out.append(("inference forward + decode, ResNet-101-DCN, %s, batch 1: BatchNorm folded / unfolded "
+                    "(eval_config.fold_bn)" % fig["input"],
+                    "%.2f s / %.2f s (per-round ratio %.2f)" % (fig["folded_s"], fig["unfolded_s"], fig["ratio"]),
+                    "interleaved in one process, median of %d rounds" % fig["rounds"], _cmd_text(results["bn_fold"])))
     fig = get("dcn")
     if fig:
         for name, layer in fig["layers"].items():

@@ -27,6 +27,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
+from .bn_fold import fold_batch_norm
 from .centernet_det import CenterNetDet
 from .decode import CenterNetDetEval
 from .image import input_geometry, preprocess_test_image, read_image
@@ -75,6 +76,7 @@ def build_eval_network(cfg, num_classes, checkpoint=None, flip_test=None):
     network = CenterNetDet(net_cfg, num_classes)
     if checkpoint:
         load_eval_weights(network, checkpoint, num_classes, cfg.eval_weights)
+    fold_batch_norm(network, cfg.eval_config.fold_bn)
     flip = cfg.flip_test if flip_test is None else flip_test
     net = CenterNetDetEval(network, cfg.eval_config.K, net_cfg.cat_spec_wh, net_cfg.reg_offset, flip)
     net.set_train(False)

@@ -2,8 +2,9 @@
 
 MindSpore's own ONNX exporter has no converter for the deformable convolution, so the graph
 is built here with the ``onnx`` package (opset 19, whose standard ``DeformConv`` ONNX Runtime
-runs on CPU): convolutions with their BatchNorm folded in (computed in float64, stored as
-float32), ReLU, max-pool, the three DCNv2 layers as ``DeformConv``, the transposed
+runs on CPU): convolutions with their BatchNorm folded in (``src.bn_fold.folded_weights``,
+float64 stored as float32; a network already folded by ``src.bn_fold.fold_batch_norm`` is
+written as it is), ReLU, max-pool, the three DCNv2 layers as ``DeformConv``, the transposed
 convolutions, the heads and the decode of ``src/onnx_decode.py``. Input ``image``
 (1, 3, H, W) float32 normalised as eval.py does; output ``detections`` (1, K, 6) as the
 MINDIR's. ``onnx`` is an optional dependency: only this path imports it.
@@ -19,6 +20,7 @@ import logging
 import numpy as np
 from mindspore import nn
 
+from .bn_fold import folded_weights
 from .deform_conv import ModulatedDeformConv2d
 from .file_io import atomic_path
 from .onnx_decode import decode, flip_width
@@ -53,16 +55,6 @@ def offset_channel_order(points, permute=True):
     else:
         offsets = list(range(2 * points))
     return np.array(offsets + list(range(2 * points, 3 * points)), np.int64)
-
-
-def _array(param):
-    return param.asnumpy().astype(np.float64)
-
-
-def _bn_affine(bn):
-    """(scale, shift) of an inference-mode BatchNorm: y = x * scale + shift, per channel."""
-    scale = _array(bn.gamma) / np.sqrt(_array(bn.moving_variance) + bn.eps)
-    return scale, _array(bn.beta) - _array(bn.moving_mean) * scale
 
 
 def _pads(padding):
@@ -125,13 +117,8 @@ class NetworkWriter:
         self.permute_offsets = permute_offsets
 
     def conv(self, x, cell, bn=None, relu=False, transposed=False):
-        """Conv2d / Conv2dTranspose ``cell`` (+ folded ``bn``) (+ ReLU)."""
-        weight = _array(cell.weight)
-        bias = _array(cell.bias) if cell.has_bias else np.zeros(weight.shape[1 if transposed else 0])
-        if bn is not None:
-            scale, shift = _bn_affine(bn)
-            weight = weight * (scale[None, :, None, None] if transposed else scale[:, None, None, None])
-            bias = bias * scale + shift
+        """Conv2d / Conv2dTranspose ``cell`` (+ ``bn`` folded in: BatchNorm2d, FoldedBatchNorm or None) (+ ReLU)."""
+        weight, bias = folded_weights(cell, bn)
         inputs = [x, self.b.const(weight.astype(np.float32), "w"), self.b.const(bias.astype(np.float32), "b")]
         y = self.b.op("ConvTranspose" if transposed else "Conv", inputs, "conv", kernel_shape=list(cell.kernel_size),
                       strides=list(cell.stride), pads=_conv_pads(cell), dilations=list(cell.dilation),
@@ -142,19 +129,14 @@ class NetworkWriter:
         """ModulatedDeformConv2d + folded BatchNorm as an offset/mask Conv, Split, Sigmoid and DeformConv."""
         om = cell.conv_offset_mask
         order = offset_channel_order(cell.points, self.permute_offsets)
-        om_weight = _array(om.weight)[order].astype(np.float32)
-        om_bias = _array(om.bias)[order].astype(np.float32)
+        om_weight, om_bias = (a[order].astype(np.float32) for a in folded_weights(om))
         offsets_and_mask = self.b.op("Conv", [x, self.b.const(om_weight, "om_w"), self.b.const(om_bias, "om_b")],
                                      "offset_mask", kernel_shape=list(om.kernel_size), strides=list(om.stride),
                                      pads=_conv_pads(om), dilations=list(om.dilation), group=om.group)
         offsets, mask_logits = self.b.op("Split", [offsets_and_mask, self.b.const([2 * cell.points, cell.points])],
                                          "offsets", outputs=2, axis=1)
         mask = self.b.op("Sigmoid", [mask_logits], "mask")
-        weight = _array(cell.weight)
-        bias = _array(cell.bias) if cell.bias is not None else np.zeros(weight.shape[0])
-        scale, shift = _bn_affine(bn)
-        weight = (weight * scale[:, None, None, None]).astype(np.float32)
-        bias = (bias * scale + shift).astype(np.float32)
+        weight, bias = (a.astype(np.float32) for a in folded_weights(cell, bn))
         return self.b.op("DeformConv", [x, self.b.const(weight, "dcn_w"), offsets, self.b.const(bias, "dcn_b"), mask],
                          "dcn", kernel_shape=list(cell.kernel_size), pads=_pads(cell.padding), strides=[1, 1],
                          dilations=[1, 1], group=1, offset_group=1)

@@ -75,7 +75,7 @@ def test_exact_resume_with_ema_and_eval_uses_the_ema_weights(synthetic_mindrecor
     assert weights and all(not np.array_equal(values[n], values["ema." + n]) for n in weights[:5])
 
     path = str(tmp_path / "full" / "ckpt_0" / name)
-    cfg = get_config(TINY)
+    cfg = get_config(TINY + ["--eval_config.fold_bn=false"])  # the loaded weights themselves, not folded
     net = build_eval_network(cfg, cfg.dataset_config.num_classes, path)  # eval_weights: auto
     name0 = weights[0]
     loaded = {p.name: p.asnumpy() for p in net.network.get_parameters()}
