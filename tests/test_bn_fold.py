@@ -19,7 +19,7 @@ from mindspore import Tensor, nn
 import export as export_script
 import train
 from conftest import SMALL, SMALL_TRAIN, make_config, override_args
-from eval_helpers import FIXED, argv
+from eval_helpers import FIXED, argv, randomise_weights
 from src.bn_fold import FoldedBatchNorm, conv_bn_pairs, fold_batch_norm, out_channel_axis, parameter_count
 from src.centernet_det import CenterNetDet
 from src.decode import CenterNetDetEval
@@ -30,26 +30,12 @@ HEAD_RTOL = 1e-4
 SHAPE = (1, 3, 128, 96)  # not square
 
 
-def _randomise(net, seed=0):
-    """BatchNorm statistics and affine parameters away from identity, pixel-scale offsets, distinct heatmap peaks."""
-    rng = np.random.default_rng(seed)
-    for p in net.get_parameters():
-        if "conv_offset_mask" in p.name:
-            p.set_data(Tensor(rng.normal(0, 0.1 if p.name.endswith("weight") else 0.5, p.shape).astype(np.float32)))
-        elif p.name.startswith("hm.") and p.name.endswith("weight"):
-            p.set_data(Tensor(rng.normal(0, 0.1, p.shape).astype(np.float32)))
-        elif p.name.endswith(("moving_mean", "beta")):
-            p.set_data(Tensor(rng.normal(0, 0.3, p.shape).astype(np.float32)))
-        elif p.name.endswith(("moving_variance", "gamma")):
-            p.set_data(Tensor(rng.uniform(0.3, 2.0, p.shape).astype(np.float32)))
-
-
 def _twin_networks():
     """Two CenterNetDet of the small configuration holding the same randomised weights."""
     cfg = make_config(SMALL)
     ms.set_seed(3)
     first = CenterNetDet(cfg.net_config, 5)
-    _randomise(first)
+    randomise_weights(first)
     second = CenterNetDet(cfg.net_config, 5)
     values = {p.name: p.asnumpy() for p in first.get_parameters()}
     for p in second.get_parameters():
