@@ -23,6 +23,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+from bench.bench_train import config_argv  # noqa: E402  (after the sys.path set-up)
+
 
 def _randomise_batch_norms(net, rng):
     """Trained-looking BatchNorm parameters: folding then changes every convolution's weights."""
@@ -102,9 +104,7 @@ def main(argv=None):
     parser.add_argument("--device_target", default="CPU")
     parser.add_argument("--json", help="also write the figures to this file")
     args, overrides = parser.parse_known_args(argv)
-    cfg_argv = ["--device_target=%s" % args.device_target] + overrides
-    if args.config_path:
-        cfg_argv.insert(0, "--config_path=%s" % args.config_path)
+    cfg_argv = config_argv(args.config_path, overrides, args.device_target)
     load_before = os.getloadavg()
     result = measure(cfg_argv, args.res, args.rounds)
     result["load_average"] = {"before": [round(v, 2) for v in load_before],

@@ -20,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from bench.bench_train import _targets  # noqa: E402  (after the sys.path set-up)
+from bench.bench_train import _targets, config_argv  # noqa: E402  (after the sys.path set-up)
 
 
 def _cell(cfg, loss_scale):
@@ -77,9 +77,7 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--json", help="also write the figures to this file")
     args, overrides = parser.parse_known_args(argv)
-    cfg_argv = ["--device_target=CPU"] + overrides
-    if args.config_path:
-        cfg_argv.insert(0, "--config_path=%s" % args.config_path)
+    cfg_argv = config_argv(args.config_path, overrides)
     result = measure(cfg_argv, args.batch_size, args.rounds)
     print("fp32 training step, input %s, batch %d, median of %d interleaved rounds: with loss-scale work %.3f s, "
           "without %.3f s; median per-round ratio without/with %.3f"

@@ -45,6 +45,12 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def config_argv(config_path, overrides, device_target="CPU"):
+    """The configuration argv of a benchmark: device, optional yaml merged onto the defaults, overrides."""
+    return (["--config_path=%s" % config_path] if config_path else []) + \
+        ["--device_target=%s" % device_target] + list(overrides)
+
+
 def measure(argv, batch_size, steps=5, warmup=2, forward_only=False):
     """Median seconds per training step (or forward pass) for the config given by ``argv``."""
     import mindspore as ms
@@ -94,9 +100,7 @@ def main(argv=None):
     parser.add_argument("--device_target", default="CPU")
     parser.add_argument("--json", help="also write the figures to this file")
     args, overrides = parser.parse_known_args(argv)
-    cfg_argv = ["--device_target=%s" % args.device_target] + overrides
-    if args.config_path:
-        cfg_argv.insert(0, "--config_path=%s" % args.config_path)
+    cfg_argv = config_argv(args.config_path, overrides, args.device_target)
     result = measure(cfg_argv, args.batch_size, args.steps, forward_only=args.forward_only)
     kind = "forward (decode included)" if args.forward_only else "training step"
     print("%s: %s, %.2f M parameters, input %s, batch %d: median %.3f s over %d runs (%.2f images/s), "
