@@ -151,21 +151,3 @@ def pseudo_ground_truth(ann_file, records, path, per_image=3):
     with open(path, "w", encoding="utf-8") as f:
         json.dump(doc, f)
     return str(path)
-
-
-def assert_same_detections(got, want, box_atol=1e-3, score_atol=1e-5):
-    """(K, 6) detections [x1, y1, x2, y2, score, class] equal row for row: same classes, boxes within
-    ``box_atol`` pixels, scores within ``score_atol``."""
-    got, want = np.asarray(got), np.asarray(want)
-    assert got.shape == want.shape
-    np.testing.assert_array_equal(got[:, 5], want[:, 5])
-    np.testing.assert_allclose(got[:, :4], want[:, :4], rtol=0, atol=box_atol)
-    np.testing.assert_allclose(got[:, 4], want[:, 4], rtol=0, atol=score_atol)
-
-
-def assert_same_records(got, want, box_atol=1e-3, score_atol=1e-5):
-    """COCO result records equal one for one (same order, ids and classes; bbox and score within tolerance)."""
-    assert len(got) == len(want) > 0
-    assert [(r["image_id"], r["category_id"]) for r in got] == [(r["image_id"], r["category_id"]) for r in want]
-    np.testing.assert_allclose([r["bbox"] for r in got], [r["bbox"] for r in want], rtol=0, atol=box_atol)
-    np.testing.assert_allclose([r["score"] for r in got], [r["score"] for r in want], rtol=0, atol=score_atol)

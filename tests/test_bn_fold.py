@@ -7,7 +7,8 @@ heatmap head with spread-out logits (distinct peaks, so top-K does not hinge on 
 
 Tolerance: folding changes the rounding of every convolution (w * scale is rounded to float32
 once, instead of scaling the float32 output), so the heads agree to a few float32 ulps of
-their magnitude accumulated over ~20 layers: 1e-4 of the largest head value.
+their magnitude accumulated over ~20 layers (tests/agreement.py: HEAD_RTOL, 1e-4 of the largest
+head value); detections agree by the tie rule of tests/agreement.py.
 """
 import os
 
@@ -18,6 +19,7 @@ from mindspore import Tensor, nn
 
 import export as export_script
 import train
+from agreement import assert_detections_agree, assert_heads_close, score_maps
 from conftest import SMALL, SMALL_TRAIN, make_config, override_args
 from eval_helpers import FIXED, argv, randomise_weights
 from src.bn_fold import FoldedBatchNorm, conv_bn_pairs, fold_batch_norm, out_channel_axis, parameter_count
@@ -26,7 +28,6 @@ from src.decode import CenterNetDetEval
 from src.inference import build_eval_network
 from src.utils import list_checkpoints
 
-HEAD_RTOL = 1e-4
 SHAPE = (1, 3, 128, 96)  # not square
 
 
@@ -48,9 +49,7 @@ def _image(seed=1):
 
 
 def _assert_heads_close(got, expected):
-    for g, e in zip(got, expected):
-        g, e = g.asnumpy(), e.asnumpy()
-        np.testing.assert_allclose(g, e, rtol=0, atol=HEAD_RTOL * np.abs(e).max())
+    assert_heads_close([g.asnumpy() for g in got], [e.asnumpy() for e in expected])
 
 
 def test_folded_network_gives_the_unfolded_heads_and_detections_with_fewer_parameters():
@@ -72,9 +71,9 @@ def test_folded_network_gives_the_unfolded_heads_and_detections_with_fewer_param
 
     image = _image()
     _assert_heads_close(folded(image), plain(image))
+    reference = CenterNetDetEval(plain, K=20)
     dets = [CenterNetDetEval(net, K=20)(image).asnumpy()[0] for net in (plain, folded)]
-    np.testing.assert_array_equal(dets[1][:, 5], dets[0][:, 5])  # the same classes in the same order
-    np.testing.assert_allclose(dets[1], dets[0], rtol=1e-5, atol=1e-5)
+    assert_detections_agree(dets[1], dets[0], lambda: score_maps(reference, image.asnumpy()))
 
 
 def test_fold_is_a_no_op_when_disabled_and_refuses_a_training_network():
@@ -117,8 +116,8 @@ def test_exported_mindir_folded_and_unfolded_give_the_same_detections(tmp_path):
         outputs[fold] = nn.GraphCell(ms.load(path))(_image()).asnumpy()[0]
         sizes[fold] = os.path.getsize(path)
     assert sizes[True] < sizes[False]  # BatchNorm's 4 tensors per layer became one bias
-    np.testing.assert_array_equal(outputs[True][:, 5], outputs[False][:, 5])
-    np.testing.assert_allclose(outputs[True], outputs[False], rtol=1e-5, atol=1e-5)
+    reference = CenterNetDetEval(plain)
+    assert_detections_agree(outputs[True], outputs[False], lambda: score_maps(reference, _image().asnumpy()))
 
 
 def test_onnx_writer_folds_with_the_same_formula():

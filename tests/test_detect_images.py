@@ -4,7 +4,10 @@ import logging
 import os
 import shutil
 
-from eval_helpers import FIXED, SMALL, argv, assert_same_records, file_names, small_checkpoint
+from agreement import NO_SOFT_NMS, PredictionLog, assert_records_agree, assert_runs_agree
+from conftest import make_config
+from eval_helpers import FIXED, SMALL, argv, file_names, small_checkpoint
+from src.inference import build_eval_network
 from tools import detect_images
 
 
@@ -35,7 +38,7 @@ def test_folder_detection_with_names_from_an_annotation_file(synthetic_coco, tmp
     assert set(results[0]) == {"file_name", "image_id", "category_id", "category_name", "bbox", "score"}
 
 
-def test_photos_of_several_sizes_run_in_one_graph(synthetic_coco, tmp_path, caplog):
+def test_photos_of_several_sizes_run_in_one_graph(synthetic_coco, tmp_path, caplog, monkeypatch):
     """keep_res over a folder of differently sized photos: one dynamic-shape graph, the detections of one
     static graph per size."""
     folder = tmp_path / "photos"
@@ -43,18 +46,21 @@ def test_photos_of_several_sizes_run_in_one_graph(synthetic_coco, tmp_path, capl
     for name in sorted(os.listdir(synthetic_coco.val_images))[:3]:
         shutil.copy(os.path.join(synthetic_coco.val_images, name), folder / name)
     ckpt = small_checkpoint(tmp_path / "deformed.ckpt", randomise=True)
-    results = {}
+    results, logs = {}, {}
     for policy in ("auto", "never"):
         options = dict(SMALL, device_target="CPU", image_dir=str(folder), load_checkpoint_path=ckpt,
-                       save_result_dir=str(tmp_path / policy), eval_ann_file=synthetic_coco.val_ann,
+                       save_result_dir=str(tmp_path / policy), eval_ann_file=synthetic_coco.val_ann, **NO_SOFT_NMS,
                        **{"eval_config.keep_res": True, "eval_config.dynamic_shape": policy})
         caplog.clear()
+        logs[policy] = PredictionLog().install(monkeypatch, detect_images)
         with caplog.at_level(logging.INFO):
             assert detect_images.main(argv(options)) == 0
+        monkeypatch.undo()
         results[policy] = json.loads((tmp_path / policy / "results.json").read_text())
         if policy == "auto":
             assert "compiled one dynamic-shape graph" in caplog.text
-    assert_same_records(results["auto"], results["never"])
+    ties = assert_runs_agree(logs["auto"], logs["never"], build_eval_network(make_config(SMALL), 5, ckpt))
+    assert_records_agree(results["auto"], results["never"], ties)
 
 
 def test_coco_names_and_ids_without_an_annotation_file(tmp_path):
