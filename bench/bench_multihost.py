@@ -1,8 +1,9 @@
 """Benchmark: training images/s of a 2-worker CPU job on one host against the same job as 2 hosts.
 
 Both run through scripts/run_distributed_train_cpu.sh on this machine: the one-host job with
-WORKER_NUM=2; the two-host job as two launchers (LOCAL_WORKER_NUM=1, NODE_RANK 0 and 1, the test
-double of tests/ops_support.second_host_bin for the second host). The small network of the tests
+WORKER_NUM=2; the two-host job as two launchers (LOCAL_WORKER_NUM=1, NODE_RANK 0 and 1), each on
+its own host made by tools/netns.py (two network namespaces joined by a veth pair: needs root and
+iproute2), so the two ranks communicate over the veth pair. The small network of the tests
 trains on a generated dataset; the repetitions alternate the two layouts (A/B/A/B...) so that a
 changing machine load hits both alike. Figure: the job's images/s (sum over ranks of the per-rank
 median of the training CSV's images_per_sec, the first timed step left out), median over repetitions.
@@ -25,6 +26,7 @@ for path in (ROOT, os.path.join(ROOT, "tests")):
 
 from ops_support import (DISTRIBUTED_CPU_SCRIPT, TINY, env, finish_all, free_port,  # noqa: E402
                          read_csv, start_two_hosts)
+from tools import netns  # noqa: E402
 
 
 def _job_images_per_s(rank_dirs):
@@ -49,7 +51,8 @@ def _one_host(folder, data, args):
 
 
 def _two_hosts(folder, data, args):
-    results = finish_all(start_two_hosts(folder, data, args), 1800)
+    with netns.TwoHosts() as hosts:
+        results = finish_all(start_two_hosts(hosts, folder, data, args), 1800)
     for node, (status, output, _) in enumerate(results):
         if status != 0:
             raise RuntimeError("two-host job failed on host %d:\n%s" % (node, output[-3000:]))
@@ -57,13 +60,12 @@ def _two_hosts(folder, data, args):
 
 
 def _dataset(folder, images):
-    from src.dataset import DEFAULT_PREFIX, coco_to_mindrecord
+    from src.dataset import coco_to_mindrecord
     from tools.make_synthetic_coco import make_dataset
     paths = make_dataset(os.path.join(folder, "coco"), images, 1, seed=0, min_side=96, max_side=192, min_obj=16,
                          max_obj=64, max_objects=4)
     out = os.path.join(folder, "mindrecord")
-    coco_to_mindrecord(paths["train"], os.path.join(folder, "coco", "train2017"), out, DEFAULT_PREFIX, shards=2,
-                       workers=1)
+    coco_to_mindrecord(paths["train"], os.path.join(folder, "coco", "train2017"), out, shards=2, workers=1)
     return out
 
 
@@ -73,6 +75,10 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20, help="training steps per run")
     parser.add_argument("--json", default="", help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
+    reason = netns.unavailable()
+    if reason:
+        print("error: the two-host layout runs on two network namespaces: %s" % reason, file=sys.stderr)
+        return 2
     figures = {"one_host": [], "two_hosts": []}
     with tempfile.TemporaryDirectory(prefix="bench_multihost_") as folder:
         data = _dataset(folder, images=2 * 2 * args.steps)
@@ -86,7 +92,8 @@ def main(argv=None):
     summary = {name: {"median_images_per_s": round(statistics.median(v), 2), "runs": [round(x, 2) for x in v]}
                for name, v in figures.items()}
     summary.update(steps=args.steps, repeats=args.repeats, load_average=os.getloadavg()[0],
-                   network="tests/ops_support.TINY (BasicBlock [1,1,1,1], 128x128, batch 2 per rank)")
+                   network="tests/ops_support.TINY (BasicBlock [1,1,1,1], 128x128, batch 2 per rank)",
+                   two_host_layout="two network namespaces joined by a veth pair (tools/netns.py)")
     print(json.dumps(summary, indent=1))
     if args.json:
         from src.file_io import write_json_atomic

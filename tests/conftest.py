@@ -5,10 +5,16 @@ The small network (``SMALL``, ``SMALL_TRAIN``) and the spelling of overrides as 
 
 ``synthetic_coco`` and ``synthetic_mindrecord`` are session-scoped (one copy per xdist
 worker) and must be treated as read-only; tests that modify data copy it to tmp_path.
+
+A test that needs a tool or module outside the Python requirements (g++, torch, network
+namespaces) calls ``require_tool``, ``require_module`` or ``missing``: the test is skipped
+locally but fails under CI=true, where CI installs them, so a broken install cannot pass as skips.
 """
 import collections
+import importlib
 import json
 import os
+import shutil
 import sys
 
 import mindspore as ms
@@ -27,6 +33,34 @@ SyntheticCoco = collections.namedtuple(
     "SyntheticCoco", ["root", "train_ann", "val_ann", "train_images", "val_images", "num_train", "num_val"])
 SyntheticMindRecord = collections.namedtuple(
     "SyntheticMindRecord", ["root", "train_ann", "val_ann", "mindrecord_dir", "prefix", "num_images", "num_classes"])
+
+
+def in_ci():
+    """True when the environment variable CI is "true" (as CI services set it)."""
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def missing(reason):
+    """Skip the calling test for a missing prerequisite; fail it instead under CI=true."""
+    if in_ci():
+        pytest.fail("%s (CI=true: CI provides this, so its absence is an error)" % reason, pytrace=False)
+    pytest.skip(reason)
+
+
+def require_tool(name, why):
+    """The path of the command ``name``; ``missing`` when it is not on PATH (``why``: what needs it)."""
+    path = shutil.which(name)
+    if path is None:
+        missing("no '%s' command on PATH: %s" % (name, why))
+    return path
+
+
+def require_module(name, why):
+    """The module ``name`` imported; ``missing`` when it cannot be imported (``why``: what needs it)."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        missing("cannot import %s (%s): %s" % (name, e, why))
 
 
 # The small network of the tests: ResNet with one BasicBlock per stage, for the synthetic set's 5 classes.
@@ -112,6 +146,19 @@ def synthetic_mindrecord(synthetic_coco, tmp_path_factory):
     summary = coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, out, shards=2, workers=1)
     return SyntheticMindRecord(synthetic_coco.root, synthetic_coco.train_ann, synthetic_coco.val_ann, out,
                                summary["prefix"], summary["num_images"], summary["num_classes"])
+
+
+@pytest.fixture
+def two_hosts():
+    """Two hosts as network namespaces joined by a veth pair (tools.netns.TwoHosts), removed at
+    teardown with everything still running in them. Without root or iproute2: ``missing``."""
+    from tools import netns
+    try:
+        hosts = netns.TwoHosts()
+    except netns.NetnsError as e:
+        missing("cannot make two hosts as network namespaces: %s" % e)
+    with hosts:
+        yield hosts
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -121,46 +121,27 @@ def check_disjoint_shares(orders, all_ids, rows_per_epoch, epochs):
         assert sorted(set().union(*shares)) == sorted(all_ids)
 
 
-SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
+# The system's search path without the project's environment (with sbin: msrun runs 'ip -j addr').
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DISTRIBUTED_CPU_SCRIPT = os.path.join(ROOT, "scripts", "run_distributed_train_cpu.sh")
 
 
-def second_host_bin(folder):
-    """A folder holding a test double of ``ip`` that lists a second host's network interfaces.
-
-    msrun starts its scheduler on a host whose ``ip -j addr`` lists MASTER_ADDR. Two launchers
-    on one machine would both start one and compete for MASTER_PORT; first on the NODE_RANK=1
-    launcher's PATH, this double (one address, 10.255.0.2) makes that launcher behave as on
-    another host. Everything else (msrun, scheduler, workers, communication) is real.
-    """
-    bin_dir = os.path.join(str(folder), "host1_bin")
-    os.makedirs(bin_dir, exist_ok=True)
-    double = os.path.join(bin_dir, "ip")
-    with open(double, "w", encoding="utf-8") as f:
-        f.write("#!/bin/sh\n# Test double: the network interfaces of a second host.\n"
-                "echo '[{\"ifindex\":2,\"ifname\":\"eth0\",\"addr_info\":"
-                "[{\"family\":\"inet\",\"local\":\"10.255.0.2\",\"prefixlen\":24}]}]'\n")
-    os.chmod(double, 0o755)
-    return bin_dir
-
-
-def start_two_hosts(folder, mindrecord_dir, train_args, cluster_time_out=120):
-    """Two launchers of a 2-host CPU job on this machine (WORKER_NUM=2, LOCAL_WORKER_NUM=1, NODE_RANK 0
-    and 1, a free MASTER_PORT), each in its own process group and with a PATH that lacks the project's
-    environment. Outputs in <folder>/host<r>/, the launchers' own output in <folder>/host<r>.out."""
-    port = str(free_port())
-    double_dir = second_host_bin(folder)
+def start_two_hosts(hosts, folder, mindrecord_dir, train_args, cluster_time_out=120):
+    """The two launchers of a 2-host CPU job, one on each host of ``hosts`` (tools.netns.TwoHosts):
+    WORKER_NUM=2, LOCAL_WORKER_NUM=1, NODE_RANK 0 and 1, MASTER_ADDR host 0's address, the default
+    MASTER_PORT, each in its own process group and with a PATH that lacks the project's environment.
+    Outputs in <folder>/host<r>/, the launchers' own output in <folder>/host<r>.out."""
     procs = []
     for node in (0, 1):
-        environ = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "PYTHONPATH", "VIRTUAL_ENV")}
-        environ.update({"PATH": (double_dir + os.pathsep if node else "") + SYSTEM_PATH,
-                        "OUTPUT_DIR": os.path.join(str(folder), "host%d" % node), "LOCAL_WORKER_NUM": "1",
-                        "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": port, "NODE_RANK": str(node),
+        environ = {k: v for k, v in os.environ.items()
+                   if k not in ("PYTHON", "PYTHONPATH", "VIRTUAL_ENV", "MASTER_PORT")}
+        environ.update({"PATH": SYSTEM_PATH, "OUTPUT_DIR": os.path.join(str(folder), "host%d" % node),
+                        "LOCAL_WORKER_NUM": "1", "MASTER_ADDR": hosts.addresses[0], "NODE_RANK": str(node),
                         "CLUSTER_TIME_OUT": str(cluster_time_out)})
         output_path = os.path.join(str(folder), "host%d.out" % node)
+        command = hosts.command(node, ["bash", DISTRIBUTED_CPU_SCRIPT, mindrecord_dir, "2"] + list(train_args))
         with open(output_path, "w", encoding="utf-8") as output:
-            proc = subprocess.Popen(["bash", DISTRIBUTED_CPU_SCRIPT, mindrecord_dir, "2"] + list(train_args),
-                                    cwd=str(folder), env=environ, stdout=output, stderr=subprocess.STDOUT,
+            proc = subprocess.Popen(command, cwd=str(folder), env=environ, stdout=output, stderr=subprocess.STDOUT,
                                     start_new_session=True)
         proc.output_path = output_path
         procs.append(proc)

@@ -11,12 +11,18 @@ import subprocess
 
 import pytest
 
+from conftest import require_tool
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STUB = os.path.join(ROOT, "tests", "ascend310_stub")
 CHECK = os.path.join(STUB, "facts", "check_api.sh")
 
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None or shutil.which("nm") is None,
-                                reason="no C++ compiler or nm")
+
+@pytest.fixture(autouse=True)
+def _compiler():
+    """check_api.sh compiles with g++ and lists symbols with nm."""
+    require_tool("g++", "compiles the Ascend 310 app and its API checks")
+    require_tool("nm", "lists the MindSpore symbols the Ascend 310 app imports")
 
 
 def _check(ms_path):

@@ -18,7 +18,7 @@ import eval as eval_script
 import export as export_script
 import postprocess as postprocess_script
 import preprocess as preprocess_script
-from conftest import SMALL, override_yaml
+from conftest import SMALL, override_yaml, require_tool
 from eval_helpers import FIXED, RES, argv, pseudo_ground_truth, small_checkpoint
 from src.evaluation import STAT_NAMES
 from tools import infer_mindir
@@ -178,8 +178,8 @@ def _build_app(tmp_path):
     return str(build / "main")
 
 
-@pytest.mark.skipif(shutil.which("g++") is None, reason="no C++ compiler")
 def test_ascend310_app_builds_and_handles_its_files_with_a_stub_runtime(synthetic_coco, tmp_path, capsys):
+    require_tool("g++", "compiles the Ascend 310 app and the stub runtime")
     app = _build_app(tmp_path)
     pre = tmp_path / "pre"
     common = dict(FIXED, val_data_dir=synthetic_coco.root, pre_result_path=str(pre), eval_max_images=3)

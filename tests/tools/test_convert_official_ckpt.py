@@ -4,7 +4,7 @@ The equivalence tests build a PyTorch CenterNet ResNet-DCN with the official par
 and DCNv2 semantics (tests/tools/official_centernet_torch.py), give it random weights, BN
 statistics and deformable offsets, save it as the official code does, convert the file with
 the tool and compare our MindSpore network's heads and decoded detections with PyTorch's.
-They need PyTorch (a test dependency) and are skipped without it.
+They need PyTorch (a test dependency): skipped without it, failed under CI=true.
 """
 import argparse
 import importlib.util
@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn
 
+from conftest import require_module
 from src.centernet_det import CenterNetDet
 from src.decode import CenterNetDetEval, DetectionDecode
 from src.deform_conv import ModulatedDeformConv2d
@@ -37,8 +38,8 @@ DEPTH_FLAGS = {18: R18_FLAGS, 101: []}  # default_config.yaml is ResNet-101
 
 @pytest.fixture(scope="module")
 def ref():
-    """The PyTorch reference module (skips the test when torch is not installed)."""
-    pytest.importorskip("torch")
+    """The PyTorch reference module (conftest.require_module: torch missing skips, or fails under CI=true)."""
+    require_module("torch", "runs the official PyTorch CenterNet the conversion is checked against")
     spec = importlib.util.spec_from_file_location("official_centernet_torch",
                                                   os.path.join(HERE, "official_centernet_torch.py"))
     module = importlib.util.module_from_spec(spec)
