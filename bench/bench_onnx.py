@@ -1,21 +1,29 @@
 """Benchmark of the ONNX path: ONNX Runtime CPU vs MindSpore graph mode (vs PyTorch eager), one forward pass.
 
     python bench/bench_onnx.py [--runs 7] [--res 512 512] [--classes 80] [--small] [--no_torch] \
-        [--json out.json]
+        [--corrupt] [--json out.json]
 
-The default network is ResNet-101-DCN (default_config.yaml) with random weights (BatchNorm
-statistics calibrated, offset convs included), 80 classes, batch 1 at --res; every runtime computes the heads and the in-graph
-decode ((1, K, 6) detections): the MindSpore eval network (graph mode, compiled before
-timing), its ONNX export (src/onnx_export.py, fixed shape) in ONNX Runtime's CPU provider with
-default threading, and, unless --no_torch, the PyTorch reference network of the tests
-(tests/tools/official_centernet_torch.py: official layout, the deformable convolution in plain
-PyTorch ops, eager, decode included). The runtimes are timed in interleaved rounds (one call
-each per round) and the medians reported, so load from other jobs on a shared machine hits
-them alike; the load average is reported too. Also: the ONNX file size, the export time and
-the largest difference of the ONNX detections from MindSpore's on one image.
---small runs the test-size network (BasicBlock [1, 1, 1, 1]) for a quick check.
+The default network is ResNet-101-DCN (default_config.yaml), 80 classes, batch 1 at --res, with
+random weights kept alive by ``bench.agreement.live_random_weights`` (BatchNorm statistics
+calibrated on the benchmark image and one more, deformable offsets of a few pixels, spread
+heads). Every runtime computes the heads and the in-graph decode ((1, K, 6) detections): the
+MindSpore eval network (graph mode, compiled before timing), its ONNX export
+(src/onnx_export.py, fixed shape) in ONNX Runtime's CPU provider with default threading, and,
+unless --no_torch, the PyTorch reference network of the tests
+(tests/tools/official_centernet_torch.py: official layout, its own random weights, the
+deformable convolution in plain PyTorch ops, eager, decode included; timed only). The runtimes
+are timed in interleaved rounds (one call each per round) and the medians reported, so load
+from other jobs on a shared machine hits them alike; the load average is reported too. Also:
+the ONNX file size and export time.
+
+Before timing, ONNX Runtime is checked against MindSpore on the benchmark image (bench/agreement.py):
+a degeneracy summary of the detections, the heads before peak selection (within float32 noise)
+and the detections (near ties allowed). The script exits 1 when the outputs are degenerate or
+the runtimes disagree; --corrupt exports a deliberately wrong model (deformable offsets not
+permuted) to see it fail. --small runs the test-size network (BasicBlock [1, 1, 1, 1]).
 """
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -31,48 +39,46 @@ if ROOT not in sys.path:
 import mindspore as ms  # noqa: E402  (before onnx: the other import order breaks mindspore's protobuf modules)
 from mindspore import Tensor  # noqa: E402
 
-from src.inference import build_eval_network  # noqa: E402
+from bench.agreement import (AgreementError, agreement_line, check_degeneracy, compare_detections,  # noqa: E402
+                             compare_heads, live_random_weights, tolerances)
+from src.bn_fold import fold_batch_norm  # noqa: E402
+from src.centernet_det import CenterNetDet  # noqa: E402
+from src.decode import CenterNetDetEval  # noqa: E402
 from src.model_utils.config import get_config  # noqa: E402
-from src.onnx_export import export_onnx  # noqa: E402
+from src.onnx_export import build_model, export_onnx  # noqa: E402
+
+logger = logging.getLogger(__name__)
 
 
-def _sane_random_weights(net, seed, steps=12):
-    """Random weights in the regime of a trained network.
+def live_eval_network(cfg, classes, images, seed):
+    """(CenterNetDetEval with ``agreement.live_random_weights`` (BatchNorm folded per eval_config.fold_bn),
+    mean absolute offset of each deformable layer)."""
+    network = CenterNetDet(cfg.net_config, classes)
+    offsets = live_random_weights(network, images, seed)["offset_px"]
+    fold_batch_norm(network, cfg.eval_config.fold_bn)
+    net = CenterNetDetEval(network, cfg.eval_config.K, cfg.net_config.cat_spec_wh, cfg.net_config.reg_offset)
+    net.set_train(False)
+    return net, offsets
 
-    The initialisation's BatchNorm statistics (mean 0, variance 1) let ResNet-101's
-    activations grow to ~1e5, which sends every deformable offset off the map (all-zero
-    heads, every detection a tie). A few forward passes in training mode on random
-    128x128 images calibrate the moving statistics; then the offset convs get random
-    weights (offsets of about 2 pixels; a fresh DCN samples the regular grid).
+
+def check_agreement(net, x, ms_dets, onnx_model, onnx_dets, offsets):
+    """ONNX Runtime against MindSpore on image ``x``: degeneracy summary, heads and detections.
+
+    ``onnx_model`` is the ModelProto with the heads as outputs (``build_model(..., with_heads=True)``);
+    ``ms_dets`` and ``onnx_dets`` are (K, 6). Returns the figures; AgreementError when the
+    outputs are degenerate or the runtimes disagree.
     """
-    rng = np.random.default_rng(seed)
-    body = net.network
-    body.set_train(True)
-    batch = Tensor(rng.normal(0, 1, (2, 3, 128, 128)).astype(np.float32))
-    for _ in range(steps):
-        body(batch)
-    body.set_train(False)
-    for p in net.get_parameters():
-        if "conv_offset_mask.weight" in p.name:
-            p.set_data(Tensor(rng.normal(0, 0.03, p.shape).astype(np.float32)))
-
-
-def _agreement(ms_dets, onnx_dets, tol=1e-2):
-    """How many of MindSpore's positive detections ONNX Runtime also gives (same class, box within tol).
-
-    Rows are compared as sets: near-equal scores may come out in another order.
-    """
-    want = ms_dets[ms_dets[:, 4] > 0]
-    got = onnx_dets[onnx_dets[:, 4] > 0]
-    matched, box_diff, score_diff = 0, 0.0, 0.0
-    for row in want:
-        same = got[(got[:, 5] == row[5]) & (np.abs(got[:, :4] - row[:4]).max(axis=1) <= tol)]
-        if len(same):
-            matched += 1
-            box_diff = max(box_diff, float(np.abs(same[0, :4] - row[:4]).max()))
-            score_diff = max(score_diff, float(abs(same[0, 4] - row[4])))
-    return {"detections": int(len(want)), "onnx_detections": int(len(got)), "matched": matched,
-            "max_box_diff": box_diff, "max_score_diff": score_diff}
+    import onnxruntime
+    ms_heads = [h.asnumpy() for h in net.network(Tensor(x))]
+    session = onnxruntime.InferenceSession(onnx_model.SerializeToString(), providers=["CPUExecutionProvider"])
+    onnx_heads = session.run(None, {"image": x})[1:]
+    tol = tolerances(ms_heads)
+    summary = check_degeneracy(ms_dets, tol["score"], offsets)
+    logger.info("degeneracy: %s", summary)
+    result = {"degeneracy": summary, "tolerances": tol, "head_diff": compare_heads(ms_heads, onnx_heads, tol),
+              "detections": len(ms_dets)}
+    result.update(compare_detections(ms_dets, onnx_dets, tol["score"], tol["box"]))
+    return result
 
 
 def _torch_forward(cfg, classes, seed):
@@ -98,7 +104,18 @@ def _torch_forward(cfg, classes, seed):
     return forward
 
 
+def _write_onnx(net, path, res, corrupt):
+    """The benchmark's ONNX file: ``export_onnx``, or with ``corrupt`` the same graph with the deformable
+    offsets left in MindSpore's channel order (a layout mistake the agreement check must catch)."""
+    if not corrupt:
+        export_onnx(net, path, res)
+        return
+    import onnx
+    onnx.save_model(build_model(net, res, permute_offsets=False), path)
+
+
 def run(args):
+    """The figures of one benchmark run; AgreementError (before any timing) when ONNX Runtime disagrees."""
     ms.set_context(mode=ms.GRAPH_MODE)
     ms.set_device("CPU")
     overrides = ["--dataset_config.num_classes=%d" % args.classes]
@@ -106,15 +123,15 @@ def run(args):
         overrides += ["--net_config.block_type=BasicBlock", "--net_config.block_class=[1, 1, 1, 1]"]
     cfg = get_config(overrides)
     ms.set_seed(args.seed)
-    net = build_eval_network(cfg, args.classes)
-    _sane_random_weights(net, args.seed)
-    import onnxruntime
     x = np.random.default_rng(args.seed).normal(0, 1, (1, 3) + tuple(args.res)).astype(np.float32)
+    other = np.random.default_rng(args.seed + 1).normal(0, 1, x.shape).astype(np.float32)
+    net, offsets = live_eval_network(cfg, args.classes, np.concatenate([x, other]), args.seed)
+    import onnxruntime
 
     with tempfile.TemporaryDirectory(prefix="bench_onnx_") as work:
         path = os.path.join(work, "centernet.onnx")
         start = time.perf_counter()
-        export_onnx(net, path, args.res)
+        _write_onnx(net, path, args.res, args.corrupt)
         export_s = time.perf_counter() - start
         size_mb = os.path.getsize(path) / 2 ** 20
         session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
@@ -125,7 +142,10 @@ def run(args):
     if torch_forward is not None:
         runtimes["PyTorch eager (reference network)"] = torch_forward
     outputs = {name: fn(x) for name, fn in runtimes.items()}  # warm-up (MindSpore compiles here)
-    agreement = _agreement(outputs["MindSpore graph mode"][0], outputs["ONNX Runtime CPU"][0])
+    heads_model = build_model(net, args.res, permute_offsets=not args.corrupt, with_heads=True)
+    agreement = check_agreement(net, x, outputs["MindSpore graph mode"][0], heads_model,
+                                outputs["ONNX Runtime CPU"][0], offsets)
+    del heads_model
 
     times = {name: [] for name in runtimes}
     load_before = os.getloadavg()
@@ -150,6 +170,7 @@ def run(args):
 
 
 def main(argv=None):
+    """Run the benchmark and print its figures; 0, or 1 when ONNX Runtime and MindSpore disagree."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=7, help="interleaved rounds (one call per runtime each)")
     parser.add_argument("--res", type=int, nargs=2, default=[512, 512], metavar=("H", "W"))
@@ -157,9 +178,15 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--small", action="store_true", help="test-size network (BasicBlock [1, 1, 1, 1])")
     parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference network")
+    parser.add_argument("--corrupt", action="store_true",
+                        help="export a wrong model (deformable offsets not permuted): the agreement check must fail")
     parser.add_argument("--json", help="also write the result here")
     args = parser.parse_args(argv)
-    result = run(args)
+    try:
+        result = run(args)
+    except AgreementError as exc:
+        logger.error("ONNX vs MindSpore: FAILED: %s", exc)
+        return 1
     print("%s, input %s, %d interleaved rounds, load average %s before, %s after"
           % (result["network"], result["input"], result["runs"],
              ", ".join("%.2f" % v for v in result["load_average_before"]),
@@ -168,15 +195,15 @@ def main(argv=None):
         print("  %-36s median %.3f s  (min %.3f, max %.3f); per-round time / MindSpore's: median %.2f"
               % (name, t["median"], t["min"], t["max"], result["per_round_ratio_to_mindspore_median"][name]))
     agree = result["onnx_vs_mindspore"]
-    print("  ONNX file %.1f MB, export %.1f s; ONNX vs MindSpore: %d of %d detections (score > 0) found with the "
-          "same class, box within %.3f, score within %.2g"
-          % (result["onnx_file_mb"], result["export_s"], agree["matched"], agree["detections"],
-             agree["max_box_diff"], agree["max_score_diff"]))
+    print("  ONNX file %.1f MB, export %.1f s" % (result["onnx_file_mb"], result["export_s"]))
+    print("  ONNX vs MindSpore: " + agreement_line(agree))
     if args.json:
         from src.file_io import write_json_atomic
         write_json_atomic(args.json, result, indent=1)
-    return result
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from src.model_utils.entry import setup_logging
+    setup_logging("INFO")
+    sys.exit(main())

@@ -10,6 +10,8 @@ themselves for peak memory), writes its figures as JSON, and the figures are mer
 ``docs/performance.json`` (one entry per benchmark, with its date, command and machine load) from
 which ``docs/PERFORMANCE.md`` is regenerated. Every figure is a median over several runs or steps
 (the count is in the table). CPU timings on a shared machine vary: run it on an idle machine.
+A benchmark that exits non-zero (one whose agreement check failed, e.g. bench_bn_fold.py) is
+reported as failed, records nothing (its earlier figures stay) and makes run_all exit 1.
 """
 import argparse
 import datetime

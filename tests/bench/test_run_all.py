@@ -81,6 +81,25 @@ def test_only_the_named_benchmarks_run_and_the_others_keep_their_figures(tmp_pat
     assert "0.50 ms" in text and "4.00 s" in text
 
 
+
+def test_a_failed_agreement_check_is_a_failure_not_a_figure(tmp_path, monkeypatch, capsys):
+    """A benchmark exiting 1 on its agreement check fails run_all, which keeps the recorded figures."""
+    results = tmp_path / "performance.json"
+    results.write_text(json.dumps(RECORDED))
+    failing = "import sys; print('folded vs unfolded: FAILED: heads differ: hm by 3.9'); sys.exit(1)"
+
+    def fake_bn_fold(args, work):
+        cmd = [sys.executable, "-c", failing]
+        return {"command": cmd, "figures": run_all._run_json(cmd, work, "bn_fold")}
+
+    monkeypatch.setitem(run_all.BENCHMARKS, "bn_fold", fake_bn_fold)
+    code = run_all.main(["--only", "bn_fold", "--results", str(results), "--markdown", str(tmp_path / "P.md")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "bn_fold failed" in err and "(exit 1)" in err and "FAILED: heads differ" in err
+    assert "bn_fold" not in json.loads(results.read_text())
+    assert "(eval_config.fold_bn) |" not in (tmp_path / "P.md").read_text()  # no table row
+
 def test_dcn_and_torch_comparison_rows(tmp_path):
     layer = {"in_channels": 2048, "out_channels": 256, "side": 16,
              "forward, batch 1": {"kernel": 0.120, "gather": 0.053},
