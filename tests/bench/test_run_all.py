@@ -52,7 +52,7 @@ def test_markdown_lists_each_recorded_figure_with_its_command(tmp_path):
     path = str(tmp_path / "PERFORMANCE.md")
     run_all.write_markdown(path, RECORDED)
     text = open(path, encoding="utf-8").read()
-    assert "| cores available |" in text and "MindSpore" in text
+    assert "## Machines" in text and "| not recorded |" in text
     assert "4.00 s (0.5 images/s)" in text and "`python bench/bench_train.py --batch_size=2`" in text
     assert "1.23 ms" in text and "| 1.06 |" in text
     assert "800 s; AP 0.610, AP50 0.900" in text
@@ -72,13 +72,40 @@ def test_only_the_named_benchmarks_run_and_the_others_keep_their_figures(tmp_pat
                 "figures": {"postprocess": {"ms_per_image": 0.5, "images": 10, "runs": 1}, "eval_overhead": None}}
 
     monkeypatch.setitem(run_all.BENCHMARKS, "eval", fake_eval)
-    code = run_all.main(["--only", "eval", "--results", str(results), "--markdown", str(tmp_path / "P.md")])
+    readme = _readme(tmp_path)
+    code = run_all.main(["--only", "eval", "--results", str(results), "--markdown", str(tmp_path / "P.md"),
+                         "--readme", str(readme)])
     assert code == 0 and calls == [True]
     merged = json.loads(results.read_text())
     assert merged["eval"]["figures"]["postprocess"]["ms_per_image"] == 0.5
+    assert merged["eval"]["machine"] == run_all.machine()  # each benchmark records the machine it ran on
     assert merged["train_full"] == RECORDED["train_full"]
     text = (tmp_path / "P.md").read_text()
-    assert "0.50 ms" in text and "4.00 s" in text
+    cpu = run_all.machine()["cpu"]
+    assert "| 0.50 ms | one core, 10 images, median of 1 runs | %s, " % cpu in text
+    assert "| 4.00 s (0.5 images/s) | compute only, batch 2, median of 5 steps | CPU not recorded, 2026-11-23 |" \
+        in text
+    lines = readme.read_text().splitlines()
+    assert lines[0] == "# intro" and lines[-1] == "after"  # the text around the block is kept
+    assert any(line.startswith("| post-processing per image (K=100, 80 classes, soft-NMS) | 0.50 ms | %s, " % cpu)
+               for line in lines)
+
+
+def _readme(tmp_path):
+    path = tmp_path / "README.md"
+    path.write_text("# intro\n%s\nold table\n%s\nafter\n" % (run_all.README_BEGIN, run_all.README_END))
+    return path
+
+
+def test_readme_figures_are_the_recorded_ones():
+    """README's table is the record's: regenerate it with python bench/run_all.py --report_only."""
+    with open(os.path.join(ROOT, "docs", "performance.json"), encoding="utf-8") as f:
+        results = json.load(f)
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    block = run_all.readme_block(results)
+    assert block in readme
+    assert readme.count(run_all.README_BEGIN) == 1 and "| figure | measured | CPU, date (UTC) |" in block
 
 
 
@@ -93,12 +120,14 @@ def test_a_failed_agreement_check_is_a_failure_not_a_figure(tmp_path, monkeypatc
         return {"command": cmd, "figures": run_all._run_json(cmd, work, "bn_fold")}
 
     monkeypatch.setitem(run_all.BENCHMARKS, "bn_fold", fake_bn_fold)
-    code = run_all.main(["--only", "bn_fold", "--results", str(results), "--markdown", str(tmp_path / "P.md")])
+    code = run_all.main(["--only", "bn_fold", "--results", str(results), "--markdown", str(tmp_path / "P.md"),
+                         "--readme", str(_readme(tmp_path))])
     assert code == 1
     err = capsys.readouterr().err
     assert "bn_fold failed" in err and "(exit 1)" in err and "FAILED: heads differ" in err
     assert "bn_fold" not in json.loads(results.read_text())
     assert "(eval_config.fold_bn) |" not in (tmp_path / "P.md").read_text()  # no table row
+
 
 def test_dcn_and_torch_comparison_rows(tmp_path):
     layer = {"in_channels": 2048, "out_channels": 256, "side": 16,
