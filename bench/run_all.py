@@ -200,6 +200,11 @@ def bench_bn_fold(args, work):
     return {"command": cmd, "figures": _run_json(cmd, work, "bn_fold")}
 
 
+def bench_fold_fidelity(args, work):
+    cmd = _script("bench_fold_fidelity.py", "--depths", "101", "18")
+    return {"command": cmd, "figures": _run_json(cmd, work, "fold_fidelity")}
+
+
 def bench_vs_torch(args, work):
     cmd = _script("bench_vs_torch.py", "--rounds", "2")
     return {"command": cmd, "figures": _run_json(cmd, work, "vs_torch")}
@@ -235,6 +240,7 @@ BENCHMARKS = {
     "forward": bench_forward,
     "dcn": bench_dcn,
     "bn_fold": bench_bn_fold,
+    "fold_fidelity": bench_fold_fidelity,
     "vs_torch": bench_vs_torch,
     "eval": bench_eval,
     "keep_res": bench_keep_res,
@@ -349,6 +355,18 @@ def rows(results):
                     "(eval_config.fold_bn)" % fig["input"],
                     "%.2f s / %.2f s (per-round ratio %.2f)" % (fig["folded_s"], fig["unfolded_s"], fig["ratio"]),
                     "interleaved in one process, median of %d rounds" % fig["rounds"], _cmd_text(results["bn_fold"]), headline=True)
+    fig = get("fold_fidelity")
+    if fig:
+        for result in fig["results"]:
+            table = result["table"]
+            nets = ("torch_float32", "unfolded", "folded")
+            out.add("fold_fidelity", "float32 error against float64, ResNet-%d-DCN, %d images (%s), flip test: PyTorch / "
+                        "fold_bn=false / fold_bn=true" % (result["depth"], len(result["per_image"]), fig["images"]),
+                        "hm logits 99th percentile %s; top-20 boxes within 0.15 px %s" % (
+                            " / ".join("%.2e" % table[n]["hm"]["p99"] for n in nets),
+                            " / ".join("%.1f %%" % (100 * table[n]["boxes"]["within"]) for n in nets)),
+                        "every head value of every image; random official-format weights",
+                        _cmd_text(results["fold_fidelity"]), headline=True)
     fig = get("dcn")
     if fig:
         for name, layer in fig["layers"].items():

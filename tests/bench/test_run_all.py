@@ -152,3 +152,23 @@ def test_dcn_and_torch_comparison_rows(tmp_path):
     assert "ResNet-101-DCN 512x512 training step, batch 2 (Adam): this project vs PyTorch" in text
     assert "5.00 s vs 4.00 s (ratio 1.25)" in text and "0.60 s vs 0.64 s (ratio 0.94)" in text
     assert "`python bench/bench_vs_torch.py`" in text
+
+
+def test_fold_fidelity_rows(tmp_path):
+    def net(p99, within):
+        return {"hm": {"median": 1e-5, "p99": p99, "max": 1e-3}, "boxes": {"count": 160, "within": within,
+                                                                          "worst_px": 0.01}}
+    recorded = {"fold_fidelity": {
+        "command": [sys.executable, os.path.join(ROOT, "bench", "bench_fold_fidelity.py"), "--depths", "101"],
+        "figures": {"images": "scikit-image photos", "results": [{
+            "depth": 101, "per_image": [{}] * 8,
+            "table": {"torch_float32": net(1.29e-4, 1.0), "unfolded": net(1.18e-4, 0.99),
+                      "folded": net(1.17e-4, 1.0)}}]},
+        "date": "2026-12-06 10:00", "load_average": [1.0, 1.0, 1.0], "repeats": 3}}
+    path = str(tmp_path / "PERFORMANCE.md")
+    run_all.write_markdown(path, recorded)
+    text = open(path, encoding="utf-8").read()
+    assert "float32 error against float64, ResNet-101-DCN, 8 images (scikit-image photos)" in text
+    assert "hm logits 99th percentile 1.29e-04 / 1.18e-04 / 1.17e-04; top-20 boxes within 0.15 px " \
+           "100.0 % / 99.0 % / 100.0 %" in text
+    assert "`python bench/bench_fold_fidelity.py --depths 101`" in text
