@@ -14,16 +14,13 @@ folded / unfolded, the largest difference of the detections, and the load averag
 import argparse
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from bench.bench_train import config_argv  # noqa: E402  (after the sys.path set-up)
+from bench.bench_train import config_argv
 
 
 def _randomise_batch_norms(net, rng):
@@ -41,7 +38,7 @@ def measure(cfg_argv, res, rounds):
     import mindspore as ms
     from mindspore import Tensor
 
-    from src.bn_fold import conv_bn_pairs, fold_batch_norm, parameter_count
+    from src.network.bn_fold import conv_bn_pairs, fold_batch_norm, parameter_count
     from src.centernet_det import CenterNetDet
     from src.decode import CenterNetDetEval
     from src.model_utils.config import get_config
@@ -119,7 +116,7 @@ def main(argv=None):
              result["max_detection_difference"], result["same_classes"],
              result["load_average"]["before"], result["load_average"]["after"]))
     if args.json:
-        from src.file_io import write_json_atomic
+        from src.model_utils.file_io import write_json_atomic
         write_json_atomic(args.json, result, indent=2)
     return result
 

@@ -18,22 +18,19 @@ the largest difference of the ONNX detections from MindSpore's on one image.
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 import mindspore as ms  # noqa: E402  (before onnx: the other import order breaks mindspore's protobuf modules)
 from mindspore import Tensor  # noqa: E402
 
-from src.inference import build_eval_network  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
-from src.onnx_export import export_onnx  # noqa: E402
+from src.infer.detector import build_eval_network
+from src.model_utils.config import get_config
+from src.deploy.onnx_export import export_onnx
 
 
 def _sane_random_weights(net, seed, steps=12):
@@ -79,8 +76,7 @@ def _torch_forward(cfg, classes, seed):
     """A callable running the PyTorch reference network + decode on a numpy input, or None without torch."""
     try:
         import torch
-        sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
-        import official_centernet_torch as ref
+        from testkit import official_centernet_torch as ref
     except ImportError:
         return None
     depth = {("Bottleneck", (3, 4, 23, 3)): 101, ("BasicBlock", (1, 1, 1, 1)): None}
@@ -173,7 +169,7 @@ def main(argv=None):
           % (result["onnx_file_mb"], result["export_s"], agree["matched"], agree["detections"],
              agree["max_box_diff"], agree["max_score_diff"]))
     if args.json:
-        from src.file_io import write_json_atomic
+        from src.model_utils.file_io import write_json_atomic
         write_json_atomic(args.json, result, indent=1)
     return result
 

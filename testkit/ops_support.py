@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from conftest import SMALL_TRAIN, override_args
+from testkit.small_network import SMALL_TRAIN, override_args
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PYTHON = sys.executable

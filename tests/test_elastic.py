@@ -2,7 +2,7 @@
 
 A step is one optimizer update (its global batch: devices x batch_size images); the global
 step, the learning-rate schedule and the optimizer state carry over, and the rest of the
-interrupted epoch is re-planned by image count (src.train_data.SamplePlan): every image of the
+interrupted epoch is re-planned by image count (src.data.train_data.SamplePlan): every image of the
 epoch is read once across the two runs.
 """
 import subprocess
@@ -11,10 +11,10 @@ import mindspore as ms
 import numpy as np
 import pytest
 
-from ops_support import TINY, env, mindrecord_image_ids, read_csv, read_text
-from src.lr_schedule import build_lr
+from testkit.ops_support import TINY, env, mindrecord_image_ids, read_csv, read_text
+from src.train.lr_schedule import build_lr
 from src.model_utils.config import get_config
-from src.train_data import Cursor, SamplePlan
+from src.data.train_data import Cursor, SamplePlan
 from test_distributed import SCRIPT, _launch_env
 from test_resume import SCHEDULE
 

@@ -14,9 +14,9 @@ import pytest
 import eval as eval_script
 from eval_helpers import (FIXED, SMALL, argv, assert_same_records, file_names, perfect_predictor,
                           pseudo_ground_truth, small_checkpoint)
-from src.coco import CocoData
-from src.evaluation import STAT_NAMES, coco_evaluate
-from src.inference import EvalSettings, detect_images
+from src.data.coco import CocoData
+from src.infer.coco_eval import STAT_NAMES, coco_evaluate
+from src.infer.detect import EvalSettings, detect_images
 from src.model_utils.config import get_config
 
 

@@ -11,7 +11,7 @@ from mindspore import Tensor, nn
 import export as export_script
 from conftest import SYNTHETIC_CLASSES, make_config
 from eval_helpers import FIXED, argv, assert_same_detections, small_checkpoint
-from src.inference import build_eval_network, dynamic_input
+from src.infer.detector import build_eval_network, dynamic_input
 from src.utils import CheckpointError
 from tools import infer_mindir
 

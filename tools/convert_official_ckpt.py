@@ -44,10 +44,8 @@ from collections.abc import Mapping
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from src.utils import CheckpointError  # noqa: E402  (after the sys.path set-up)
+from src.utils import CheckpointError
 
 logger = logging.getLogger("convert_official_ckpt")
 

@@ -1,6 +1,6 @@
 """COCO facts and the one reader of COCO-format annotation files.
 
-Facts: where a COCO root keeps each split (``TRAIN_LAYOUT``, ``EVAL_LAYOUT``) and the
+Facts: where a COCO root keeps each split (``TRAIN_LAYOUT``, ``EVAL_LAYOUT``, ``resolve_data_paths``) and the
 category ids of the 80 COCO classes. The class names are configuration, not facts of this
 module: they live in default_config.yaml (``dataset_config.coco_classes``, in the order of
 ``COCO_CATEGORY_IDS``) because custom data overrides them there. The MindRecord prefix is
@@ -34,6 +34,32 @@ DROP_REASONS = ("non_finite", "zero_size", "outside_image", "unknown_image")
 
 class DataError(ValueError):
     """The data (annotation file, images) is missing, malformed or does not fit the configuration."""
+
+
+def resolve_data_paths(data_dir, run_mode, ann_file="", image_dir="", root_key="data_dir", need_images=True):
+    """(annotation file, image folder) for ``run_mode``, checked to exist (the folder when ``need_images``).
+
+    ``ann_file`` / ``image_dir`` (custom data) override the COCO layout under ``data_dir``:
+    val -> annotations/instances_val2017.json + val2017/, test -> annotations/
+    image_info_test-dev2017.json + test2017/.
+    """
+    if run_mode not in EVAL_LAYOUT:
+        raise DataError("run_mode must be val or test, got %r" % run_mode)
+    rel_ann, rel_images = EVAL_LAYOUT[run_mode]
+    custom = ann_file and (image_dir or not need_images)
+    if not custom and not data_dir:
+        raise DataError("give --%s (a COCO root), or both --eval_ann_file and --eval_image_dir" % root_key)
+    if data_dir and not custom and not os.path.isdir(data_dir):
+        raise DataError("--%s=%s: folder not found" % (root_key, data_dir))
+    ann_file = ann_file or os.path.join(data_dir, rel_ann)
+    image_dir = image_dir or os.path.join(data_dir or ".", rel_images)
+    if not os.path.isfile(ann_file):
+        raise DataError("annotation file not found: %s (run_mode=%s reads <%s>/%s; give --eval_ann_file for "
+                        "custom data)" % (ann_file, run_mode, root_key, rel_ann))
+    if need_images and not os.path.isdir(image_dir):
+        raise DataError("image folder not found: %s (run_mode=%s reads <%s>/%s; give --eval_image_dir for "
+                        "custom data)" % (image_dir, run_mode, root_key, rel_images))
+    return ann_file, image_dir
 
 
 def default_category_ids(num_classes, class_names):

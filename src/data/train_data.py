@@ -9,8 +9,8 @@ import os
 
 import numpy as np
 
-from .dataset import SCHEMA, meta_path, mindrecord_files, over_max_objs, read_meta
-from .train_targets import TrainTransform, sample_nbytes, train_columns
+from src.data.mindrecord import SCHEMA, meta_path, mindrecord_files, over_max_objs, read_meta
+from src.data.train_targets import TrainTransform, sample_nbytes, train_columns
 
 LOGGER = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class Cursor(collections.namedtuple("Cursor", "step epoch epoch_step epoch_sampl
 
     A step is one optimizer update; its global batch is group_size x batch_size images. Only
     the image count is independent of the group size, so a resume with another group size
-    continues the epoch from epoch_samples (src.train_data.SamplePlan).
+    continues the epoch from epoch_samples (src.data.train_data.SamplePlan).
     """
 
     __slots__ = ()

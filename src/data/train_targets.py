@@ -11,7 +11,7 @@ import math
 import cv2
 import numpy as np
 
-from . import image as im
+from src import image as im
 
 MSRA_SIGMA = 4               # official --hm_gauss default: heatmap sigma with mse_loss
 RAND_CROP_SCALES = np.arange(0.6, 1.4, 0.1)  # official: 0.6 ... 1.3

@@ -16,9 +16,8 @@ import time
 
 import numpy as np
 
-from .coco import CocoData, DataError
-from .evaluation import resolve_data_paths
-from .model_utils.config import check_input_res
+from src.data.coco import CocoData, DataError, resolve_data_paths
+from src.model_utils.config import check_input_res
 
 IMAGES_DIR, META_DIR, INFO_NAME = "images", "meta", "preprocess_info.json"
 # Keys postprocess.py needs in every meta file (preprocess.py also writes file_name, sizes and scale).
@@ -80,7 +79,7 @@ def infer_bin_folder(files, shape, dtype, predict, output_path):
     Every file must hold exactly one ``shape`` x ``dtype`` input. Returns the seconds spent in
     ``predict`` (the runners' inference time, file I/O excluded).
     """
-    from .file_io import write_array_atomic
+    from src.model_utils.file_io import write_array_atomic
     expected = int(np.prod(shape)) * np.dtype(dtype).itemsize
     os.makedirs(output_path, exist_ok=True)
     total = 0.0
@@ -97,3 +96,27 @@ def infer_bin_folder(files, shape, dtype, predict, output_path):
         for i, array in enumerate(arrays):
             write_array_atomic(os.path.join(output_path, "%s_%d.bin" % (stem, i)), np.ascontiguousarray(array))
     return total
+
+
+def input_shape_from_meta(model_shape, meta_folder, bin_path):
+    """The (1, 3, H, W) shape of one input of a dynamic-shape model, from preprocess.py's metadata.
+
+    A .bin holds no shape; ``<meta_folder>/<stem>.json`` has its inp_height and inp_width.
+    ``model_shape`` has None for a free dimension.
+    """
+    stem = os.path.splitext(os.path.basename(bin_path))[0]
+    path = os.path.join(meta_folder, stem + ".json")
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            meta = json.load(f)
+        height, width = int(meta["inp_height"]), int(meta["inp_width"])
+    except FileNotFoundError as err:
+        raise FileNotFoundError("the model takes any input height/width and %s carries no shape: its metadata %s "
+                                "is missing (run preprocess.py, or pass --meta_path)" % (bin_path, path)) from err
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError("malformed preprocess metadata %s (needs inp_height and inp_width): %r" % (path, err)) from err
+    shape = tuple(model_shape[:2]) + (height, width)
+    if any(m is not None and m != d for m, d in zip(model_shape, shape)):
+        shown = tuple(-1 if m is None else m for m in model_shape)
+        raise ValueError("%s gives input shape %s but the model takes %s" % (path, shape, shown))
+    return shape

@@ -2,10 +2,10 @@
 
 MindSpore's own ONNX exporter has no converter for the deformable convolution, so the graph
 is built here with the ``onnx`` package (opset 19, whose standard ``DeformConv`` ONNX Runtime
-runs on CPU): convolutions with their BatchNorm folded in (``src.bn_fold.folded_weights``,
-float64 stored as float32; a network already folded by ``src.bn_fold.fold_batch_norm`` is
+runs on CPU): convolutions with their BatchNorm folded in (``src.network.bn_fold.folded_weights``,
+float64 stored as float32; a network already folded by ``src.network.bn_fold.fold_batch_norm`` is
 written as it is), ReLU, max-pool, the three DCNv2 layers as ``DeformConv``, the transposed
-convolutions, the heads and the decode of ``src/onnx_decode.py``. Input ``image``
+convolutions, the heads and the decode of ``src/deploy/onnx_decode.py``. Input ``image``
 (1, 3, H, W) float32 normalised as eval.py does; output ``detections`` (1, K, 6) as the
 MINDIR's. ``onnx`` is an optional dependency: only this path imports it.
 
@@ -20,11 +20,11 @@ import logging
 import numpy as np
 from mindspore import nn
 
-from .bn_fold import folded_weights
-from .deform_conv import ModulatedDeformConv2d
-from .file_io import atomic_path
-from .onnx_decode import decode, flip_width
-from .resnet101 import BasicBlock, Bottleneck
+from src.network.bn_fold import folded_weights
+from src.network.deform_conv import ModulatedDeformConv2d
+from src.model_utils.file_io import atomic_path
+from src.deploy.onnx_decode import decode, flip_width
+from src.resnet101 import BasicBlock, Bottleneck
 
 logger = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ class NetworkWriter:
 
 
 def build_model(eval_net, input_res, dynamic_shape=False, permute_offsets=True, metadata=None, with_heads=False):
-    """onnx.ModelProto of a CenterNetDetEval (``src.inference.build_eval_network``).
+    """onnx.ModelProto of a CenterNetDetEval (``src.infer.detector.build_eval_network``).
 
     input_res (h, w): the fixed input size (unused with ``dynamic_shape``, whose input is
     (1, 3, height, width)). ``metadata`` (str -> str) is stored in the model. ``with_heads``

@@ -1,16 +1,15 @@
-"""COCO-side helpers of evaluation: data paths, COCOeval, the AP table and metrics.json content.
+"""COCO evaluation: COCOeval, the AP table and metrics.json content.
 
-Shared by eval.py, preprocess.py/postprocess.py (the Ascend 310 chain) and tools/detect_images.py;
-annotation files are read by ``src.coco.CocoData``.
+Shared by eval.py and postprocess.py (the Ascend 310 chain); annotation files are read by
+``src.data.coco.CocoData`` and their paths resolved by ``src.data.coco.resolve_data_paths``.
 """
 import contextlib
 import io
 import logging
-import os
 
 import numpy as np
 
-from .coco import EVAL_LAYOUT, DataError
+from src.data.coco import DataError
 
 logger = logging.getLogger(__name__)
 
@@ -21,32 +20,6 @@ _STAT_LINES = ((True, None, "all", 100), (True, 0.5, "all", 100), (True, 0.75, "
                (True, None, "small", 100), (True, None, "medium", 100), (True, None, "large", 100),
                (False, None, "all", 1), (False, None, "all", 10), (False, None, "all", 100),
                (False, None, "small", 100), (False, None, "medium", 100), (False, None, "large", 100))
-
-
-def resolve_data_paths(data_dir, run_mode, ann_file="", image_dir="", root_key="data_dir", need_images=True):
-    """(annotation file, image folder) for ``run_mode``, checked to exist (the folder when ``need_images``).
-
-    ``ann_file`` / ``image_dir`` (custom data) override the COCO layout under ``data_dir``:
-    val -> annotations/instances_val2017.json + val2017/, test -> annotations/
-    image_info_test-dev2017.json + test2017/.
-    """
-    if run_mode not in EVAL_LAYOUT:
-        raise DataError("run_mode must be val or test, got %r" % run_mode)
-    rel_ann, rel_images = EVAL_LAYOUT[run_mode]
-    custom = ann_file and (image_dir or not need_images)
-    if not custom and not data_dir:
-        raise DataError("give --%s (a COCO root), or both --eval_ann_file and --eval_image_dir" % root_key)
-    if data_dir and not custom and not os.path.isdir(data_dir):
-        raise DataError("--%s=%s: folder not found" % (root_key, data_dir))
-    ann_file = ann_file or os.path.join(data_dir, rel_ann)
-    image_dir = image_dir or os.path.join(data_dir or ".", rel_images)
-    if not os.path.isfile(ann_file):
-        raise DataError("annotation file not found: %s (run_mode=%s reads <%s>/%s; give --eval_ann_file for "
-                        "custom data)" % (ann_file, run_mode, root_key, rel_ann))
-    if need_images and not os.path.isdir(image_dir):
-        raise DataError("image folder not found: %s (run_mode=%s reads <%s>/%s; give --eval_image_dir for "
-                        "custom data)" % (image_dir, run_mode, root_key, rel_images))
-    return ann_file, image_dir
 
 
 def format_table(stats):

@@ -1,6 +1,6 @@
 """Soft-NMS (Bodla et al. 2017), configured by eval_config's SOFT_NMS and soft_nms_* keys.
 
-The compiled version (``src/_soft_nms.pyx``, built by ``python setup.py build_ext --inplace``)
+The compiled version (``src/infer/_soft_nms.pyx``, built by ``python setup.py build_ext --inplace``)
 and the numpy version below implement the same algorithm step for step and are proven equal
 by the tests: for each position i, swap the highest-scoring remaining box into i, decay the
 score of every later box by its overlap with box i, and drop (keeping the order of the rest)
@@ -17,7 +17,7 @@ logger = logging.getLogger(__name__)
 METHODS = {"linear": 1, "gaussian": 2, "hard": 0}
 
 try:
-    from ._soft_nms import soft_nms_cython as _compiled
+    from src.infer._soft_nms import soft_nms_cython as _compiled
 except ImportError:  # not built: fall back to numpy, saying how to build
     _compiled = None
 

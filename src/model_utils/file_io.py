@@ -3,11 +3,22 @@
 A writer works on a hidden temporary beside the target (same folder, so the rename is atomic on
 one file system); the temporary is flushed to disk and renamed onto the target only when the
 writer succeeded, and removed when it failed.
+
+Every temporary, file or folder, is named ``.tmp-<pid>-<name>...`` after the process that
+writes it and the target it stands for; ``remove_stale_temporaries`` deletes those of processes
+that are gone (a run killed mid-write), whoever wrote them (checkpoints, MindRecord shards).
 """
 import contextlib
 import glob
 import json
+import logging
 import os
+import re
+import shutil
+import tempfile
+
+logger = logging.getLogger(__name__)
+_TEMPORARY = re.compile(r"^\.tmp-(\d+)-")
 
 
 def fsync_path(path, directory=False):
@@ -23,6 +34,49 @@ def temporary_name(path, suffix=""):
     """Hidden name beside ``path`` that identifies this process: ``.tmp-<pid>-<name><suffix>``."""
     folder, name = os.path.split(os.path.abspath(path))
     return os.path.join(folder, ".tmp-%d-%s%s" % (os.getpid(), name, suffix))
+
+
+def temporary_folder(path):
+    """A new hidden folder beside ``path`` for output that cannot be written under temporary names:
+    ``.tmp-<pid>-<name>-<random>`` (see ``publish_folder``)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    return tempfile.mkdtemp(prefix=".tmp-%d-%s-" % (os.getpid(), name), dir=folder)
+
+
+def process_alive(pid):
+    """Whether process ``pid`` exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder, name=""):
+    """Delete the temporaries ``.tmp-<pid>-<name>*`` in ``folder`` (files and folders) whose process is gone.
+
+    A run killed while writing leaves them (a partial checkpoint, MindSpore's own ``.tmp`` beside
+    it, a conversion's partial shards); they never count as output. Temporaries of a live
+    process are kept. Returns the removed paths, sorted.
+    """
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for entry in sorted(os.listdir(folder)):
+        match = _TEMPORARY.match(entry)
+        if not match or not entry[match.end():].startswith(name) or process_alive(int(match.group(1))):
+            continue
+        path = os.path.join(folder, entry)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+        logger.warning("removed %s, left by a process that was killed", path)
+        removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ convolution of weight w and bias b it merges into that convolution:
 
 so the folded network skips one pass over every BatchNorm's output and holds 3 fewer numbers
 per channel (gamma, beta, mean, variance become one bias). The arithmetic is float64 and the
-results are stored as float32; ``src/onnx_export.py`` writes its folded weights with the same
+results are stored as float32; ``src/deploy/onnx_export.py`` writes its folded weights with the same
 functions, so there is one folding formula.
 
 ``fold_batch_norm`` rewrites a built network in place once its weights are loaded (before its
@@ -24,7 +24,7 @@ import numpy as np
 from mindspore import Parameter, Tensor, nn
 from mindspore.common import dtype as mstype
 
-from .deform_conv import ModulatedDeformConv2d
+from src.network.deform_conv import ModulatedDeformConv2d
 
 logger = logging.getLogger(__name__)
 

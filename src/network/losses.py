@@ -2,7 +2,7 @@
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
-from .head_ops import gather_feat
+from src.network.head_ops import gather_feat
 
 EPS = 1e-4
 

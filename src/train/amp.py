@@ -1,4 +1,5 @@
-"""Mixed precision: which amp level a run uses, where the network casts, and the loss-scale policy.
+"""Mixed precision and loss scaling: the amp level of a run, where the network casts, the loss-scale
+policy, and the training cell built from them (``build_train_step``).
 
 Levels follow MindSpore's ``ms.amp`` (the cell lists come from ``ms.amp.get_white_list()`` and
 ``ms.amp.get_black_list()``); ``auto`` picks one per backend:
@@ -18,6 +19,12 @@ grows with the coordinate (1/32 px at 32-64, the last DCN's range on a 512 input
 128-256 on large keep_res inputs), and the loss always runs in fp32 on fp32
 network outputs. Cells keep their parameters in fp32; ``to_float`` casts them per call, so
 checkpoints and parameter names do not depend on the level.
+
+Loss scaling lives here: whether a run scales (``use_loss_scale``: fp16 levels with
+enable_lossscale), its dynamic policy (start at train_config.loss_scale_value, halve on an
+overflow, double after train_config.loss_scale_window clean steps; the window's range is
+checked by the configuration) and the update cell handed to the training step, which only
+applies it (src.centernet_det.CenterNetTrainStep: scale, unscale, skip an overflowed step).
 """
 import logging
 
@@ -25,11 +32,15 @@ import mindspore as ms
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
-from .deform_conv import ModulatedDeformConv2d
+from src.centernet_det import CenterNetLossCell, CenterNetTrainStep
+from src.data.train_targets import train_columns
+from src.model_utils.config import ConfigError
+from src.network.deform_conv import ModulatedDeformConv2d
 
 logger = logging.getLogger(__name__)
 
 AMP_LEVELS = ("O0", "O1", "O2", "O3")
+LOSS_SCALE_FACTOR = 2  # dynamic loss scale: divided by this on overflow, multiplied after a clean window
 AUTO_LEVEL = {"CPU": "O0", "GPU": "O2", "Ascend": "O2"}
 # Cells that stay in fp32 at any level (see the module docstring).
 FP32_CELLS = (ModulatedDeformConv2d,)
@@ -40,7 +51,6 @@ def resolve_amp_level(amp_level, device_target):
     if amp_level == "auto":
         return AUTO_LEVEL[device_target]
     if amp_level not in AMP_LEVELS:
-        from .model_utils.config import ConfigError
         raise ConfigError("--amp_level=%s is not one of %s or auto" % (amp_level, "|".join(AMP_LEVELS)))
     return amp_level
 
@@ -52,6 +62,31 @@ def uses_fp16(level):
 def use_loss_scale(cfg, level):
     """Dynamic loss scaling runs when the network computes in fp16 and enable_lossscale allows it."""
     return bool(cfg.enable_lossscale) and uses_fp16(level)
+
+
+def loss_scale_update_cell(cfg, level):
+    """(dynamic loss-scale cell, initial scale) of amp level ``level``; (None, None) without loss scaling.
+
+    train_config.loss_scale_window >= 1 is enforced by the configuration's range check.
+    """
+    if not use_loss_scale(cfg, level):
+        return None, None
+    scale = float(cfg.train_config.loss_scale_value)
+    return nn.DynamicLossScaleUpdateCell(scale, LOSS_SCALE_FACTOR, cfg.train_config.loss_scale_window), scale
+
+
+def build_train_step(cfg, network, optimizer):
+    """The training cell of ``network``: amp level, loss-scale policy and gradient clipping from ``cfg``."""
+    level = resolve_amp_level(cfg.amp_level, cfg.device_target)
+    clip = float(cfg.train_config.grad_clip_norm)
+    if clip < 0:
+        raise ConfigError("--train_config.grad_clip_norm=%g must be >= 0 (0 turns clipping off)" % clip)
+    loss_net = CenterNetLossCell(apply_amp(network, level), cfg.net_config, train_columns(cfg.net_config))
+    update, scale = loss_scale_update_cell(cfg, level)
+    logging.getLogger("train").info("amp level %s (amp_level=%s on %s), %s, gradient clipping %s", level, cfg.amp_level,
+                cfg.device_target, "dynamic loss scale from %g" % scale if update else "no loss scale",
+                "at global norm %g" % clip if clip else "off")
+    return CenterNetTrainStep(loss_net, optimizer, update, scale, clip)
 
 
 class CastOutputs(nn.Cell):

@@ -12,7 +12,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor, nn, ops
 
-from .model_utils.config import ConfigError
+from src.model_utils.config import ConfigError
 
 # Environment variables that show a distributed launcher started this process.
 LAUNCHER_ENV = ("MS_ROLE", "RANK_TABLE_FILE", "MINDSPORE_HCCL_CONFIG_PATH", "OMPI_COMM_WORLD_SIZE")

@@ -10,13 +10,14 @@ The EMA copies are Parameters named ``ema.<weight name>`` (plus the counter ``em
 of the training cell, so a training checkpoint holds them and an exact resume restores them.
 BatchNorm moving statistics are not averaged: evaluating the EMA weights uses the raw network's
 moving mean/variance (already an exponential average, kept identical on every rank by
-src.distributed.BufferAverager before each save), as timm's ModelEmaV3 with exclude_buffers.
+src.train.distributed.BufferAverager before each save), as timm's ModelEmaV3 with exclude_buffers.
+Which weights of a checkpoint eval uses (ema | raw | auto) is checkpoint reading: src.utils.select_weights.
 """
 import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, nn, ops
 
-EMA_PREFIX = "ema."
-UPDATES_NAME = EMA_PREFIX + "updates"
+from src.utils import EMA_PREFIX, UPDATES_NAME
+
 
 _ema_update = ops.MultitypeFuncGraph("ema_update")
 
@@ -72,30 +73,3 @@ class TrainStepWithEMA(nn.Cell):
         if not outputs[4]:  # overflow flag (StepOutputs order): the weights did not change
             outputs = ops.depend(outputs, self.ema())
         return outputs
-
-
-def has_ema(saved):
-    """True when a checkpoint's name -> value dict holds EMA weights."""
-    return UPDATES_NAME in saved
-
-
-def select_weights(saved, choice, path):
-    """The network weights of a checkpoint dict under ``choice`` (ema | raw | auto).
-
-    ``ema`` (and ``auto`` when the checkpoint has them) returns the EMA weights under the
-    network's names, with every other network value (BatchNorm statistics) as saved; ``raw``
-    the trained weights. ``ema`` on a checkpoint without EMA weights is an error.
-    """
-    if choice not in ("ema", "raw", "auto"):
-        raise ValueError("eval_weights must be ema, raw or auto, got %r" % (choice,))
-    use_ema = has_ema(saved) if choice == "auto" else choice == "ema"
-    if use_ema and not has_ema(saved):
-        raise ValueError("--eval_weights=ema but checkpoint %s holds no EMA weights (train with "
-                         "--train_config.ema=true, or use --eval_weights=raw)" % path)
-    if not use_ema:
-        return dict(saved), False
-    chosen = {name: value for name, value in saved.items() if not name.startswith(EMA_PREFIX)}
-    for name, value in saved.items():
-        if name.startswith(EMA_PREFIX) and name != UPDATES_NAME:
-            chosen[name[len(EMA_PREFIX):]] = value
-    return chosen, True

@@ -14,27 +14,25 @@ import os
 import time
 
 import mindspore as ms
-from mindspore import nn
 
-from .amp import apply_amp, resolve_amp_level, use_loss_scale
-from .centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep, StepOutputs
-from .dataset import dataset_size
-from .ema import TrainStepWithEMA, WeightEMA, check_ema_config
-from .train_data import Cursor, SamplePlan, create_train_dataset
-from .train_targets import train_columns
-from .distributed import BufferAverager, RankAgreement
-from .lr_schedule import adam_eps, build_lr
-from .model_utils.config import ConfigError
-from .training_log import DataOrderRecord, StepProfiler, TrainingLog, plot_curves
-from .utils import (CheckpointError, build_optimizer, checkpoint_name, checkpoint_position, list_checkpoints,
-                    load_network_weights, load_train_state, prune_checkpoints, read_checkpoint,
-                    remove_stale_temporaries, save_checkpoint_atomic, saved_run_meta)
+from src.centernet_det import CenterNetDet, StepOutputs
+from src.data.mindrecord import dataset_size
+from src.data.train_data import Cursor, SamplePlan, create_train_dataset
+from src.model_utils.config import ConfigError
+from src.model_utils.file_io import remove_stale_temporaries
+from src.train.amp import build_train_step
+from src.train.distributed import BufferAverager, RankAgreement
+from src.train.ema import TrainStepWithEMA, WeightEMA, check_ema_config
+from src.train.lr_schedule import adam_eps, build_lr
+from src.train.training_log import DataOrderRecord, StepProfiler, TrainingLog, plot_curves
+from src.utils import (CheckpointError, build_optimizer, checkpoint_name, checkpoint_position, list_checkpoints,
+                       load_network_weights, load_train_state, prune_checkpoints, read_checkpoint,
+                       save_checkpoint_atomic, saved_run_meta)
 
 logger = logging.getLogger("train")
 
 _IMPORTED = time.time()
 _RESUME_CANDIDATES = 16  # newest checkpoints per rank compared when the ranks agree on a resume step
-LOSS_SCALE_FACTOR = 2  # dynamic loss scale: divided by this on overflow, multiplied after a clean window
 
 
 def output_paths(cfg, rank, group_size):
@@ -56,32 +54,6 @@ def profiler_dir(cfg, rank):
     if cfg.profiler_path:
         return cfg.profiler_path.replace("{rank}", str(rank))
     return os.path.join((cfg.save_checkpoint_path or ".").replace("{rank}", str(rank)), "profiler")
-
-
-def loss_scale_update_cell(cfg, level):
-    """(dynamic loss-scale cell, initial scale) of amp level ``level``; (None, None) without loss scaling."""
-    window = cfg.train_config.loss_scale_window
-    if window < 1:  # checked at every level: a configuration error whichever backend runs it
-        raise ConfigError("--train_config.loss_scale_window=%d must be at least 1 (steps without overflow "
-                          "before the loss scale grows)" % window)
-    if not use_loss_scale(cfg, level):
-        return None, None
-    scale = float(cfg.train_config.loss_scale_value)
-    return nn.DynamicLossScaleUpdateCell(scale, LOSS_SCALE_FACTOR, window), scale
-
-
-def build_train_step(cfg, network, optimizer):
-    """The training cell of ``network``: amp level, loss-scale policy and gradient clipping from ``cfg``."""
-    level = resolve_amp_level(cfg.amp_level, cfg.device_target)
-    clip = float(cfg.train_config.grad_clip_norm)
-    if clip < 0:
-        raise ConfigError("--train_config.grad_clip_norm=%g must be >= 0 (0 turns clipping off)" % clip)
-    loss_net = CenterNetLossCell(apply_amp(network, level), cfg.net_config, train_columns(cfg.net_config))
-    update, scale = loss_scale_update_cell(cfg, level)
-    logger.info("amp level %s (amp_level=%s on %s), %s, gradient clipping %s", level, cfg.amp_level,
-                cfg.device_target, "dynamic loss scale from %g" % scale if update else "no loss scale",
-                "at global norm %g" % clip if clip else "off")
-    return CenterNetTrainStep(loss_net, optimizer, update, scale, clip)
 
 
 class StepRecorder:

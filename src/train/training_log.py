@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from .file_io import atomic_path
+from src.model_utils.file_io import atomic_path
 
 logger = logging.getLogger(__name__)
 
@@ -186,8 +186,8 @@ class DataOrderRecord:
 
     def __init__(self, path, cfg, batch_size, rank, group_size, resume=None):
         import mindspore.dataset as ds
-        from .dataset import mindrecord_files
-        from .train_data import SamplePlan
+        from src.data.mindrecord import mindrecord_files
+        from src.data.train_data import SamplePlan
         files = mindrecord_files(cfg.mindrecord_dir, cfg.mindrecord_prefix)
         reader = ds.MindDataset(files, columns_list=["image_id"], shuffle=False)
         self.image_ids = np.array([int(r[0]) for r in reader.create_tuple_iterator(output_numpy=True, num_epochs=1)])

@@ -1,11 +1,11 @@
-"""src/coco.py: the COCO json reader (checks, one exception type), training objects, facts."""
+"""src/data/coco.py: the COCO json reader (checks, one exception type), training objects, facts."""
 import json
 import os
 import shutil
 
 import pytest
 
-from src.coco import COCO_CATEGORY_IDS, EVAL_LAYOUT, TRAIN_LAYOUT, CocoData, DataError
+from src.data.coco import COCO_CATEGORY_IDS, EVAL_LAYOUT, TRAIN_LAYOUT, CocoData, DataError
 
 
 def _load(path):

@@ -1,7 +1,7 @@
-"""src/prefetch.py: ordered background map."""
+"""src/data/prefetch.py: ordered background map."""
 import pytest
 
-from src.prefetch import Prefetcher
+from src.data.prefetch import Prefetcher
 
 
 def test_prefetcher_keeps_order_and_raises_at_the_failing_item():

@@ -1,13 +1,13 @@
-"""src/train_data.py: sample order and the training pipeline contract (columns, determinism, resume, ranks)."""
+"""src/data/train_data.py: sample order and the training pipeline contract (columns, determinism, resume, ranks)."""
 import collections
 
 import mindspore.dataset as ds
 import numpy as np
 import pytest
 
-from src import train_data as D
+from src.data import train_data as D
 from src.dataset import mindrecord_files, over_max_objs, read_meta
-from src.train_targets import TrainTransform, sample_nbytes, train_columns
+from src.data.train_targets import TrainTransform, sample_nbytes, train_columns
 from data_helpers import SMALL, load_json
 
 BATCH = 4

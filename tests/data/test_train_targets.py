@@ -1,4 +1,4 @@
-"""src/train_targets.py: targets and augmentation of one training sample against hand computation."""
+"""src/data/train_targets.py: targets and augmentation of one training sample against hand computation."""
 import os
 
 import cv2
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from src import image as im
-from src import train_targets as T
+from src.data import train_targets as T
 from data_helpers import SMALL, load_json as _load, mindrecord_rows as _rows
 
 

@@ -18,12 +18,11 @@ import eval as eval_script
 import export as export_script
 import postprocess as postprocess_script
 import preprocess as preprocess_script
-from conftest import SMALL, override_yaml
+from conftest import ROOT, SMALL, override_yaml
 from eval_helpers import FIXED, RES, argv, pseudo_ground_truth, small_checkpoint
-from src.evaluation import STAT_NAMES
+from src.infer.coco_eval import STAT_NAMES
 from tools import infer_mindir
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "scripts", "run_infer_310.sh")
 STUB = os.path.join(ROOT, "tests", "ascend310_stub")
 SMALL_YAML = override_yaml(dict(SMALL, **{"export_config.input_res": RES}))

@@ -1,4 +1,4 @@
-"""ONNX export (src/onnx_export.py) run by ONNX Runtime against the MindSpore network.
+"""ONNX export (src/deploy/onnx_export.py) run by ONNX Runtime against the MindSpore network.
 
 The network is the small test one (ResNet with one BasicBlock per stage, 5 classes) with
 random weights, BatchNorm statistics away from identity, and offset convs with random
@@ -27,9 +27,9 @@ import eval as eval_script
 import export as export_script
 from conftest import make_config
 from eval_helpers import FIXED, SMALL, argv, pseudo_ground_truth, randomise_weights, small_checkpoint
-from src.evaluation import STAT_NAMES
-from src.inference import build_eval_network
-from src.onnx_export import build_model, export_onnx, offset_channel_order
+from src.infer.coco_eval import STAT_NAMES
+from src.infer.detector import build_eval_network
+from src.deploy.onnx_export import build_model, export_onnx, offset_channel_order
 from test_infer_chain import ROOT, SMALL_YAML
 from tools import infer_onnx
 

@@ -1,12 +1,13 @@
-"""src/evaluation.py: data paths, COCOeval wrapper (incl. empty results), table."""
+"""src/infer/coco_eval.py: data paths, COCOeval wrapper (incl. empty results), table."""
 import contextlib
 import io
 
 import numpy as np
 import pytest
 
-from src.coco import CocoData, DataError
-from src.evaluation import STAT_NAMES, coco_evaluate, format_table, resolve_data_paths
+from src.data.coco import CocoData, DataError
+from src.data.coco import resolve_data_paths
+from src.infer.coco_eval import STAT_NAMES, coco_evaluate, format_table
 
 
 def _gt_records(data, shift=0.0, drop=0):

@@ -1,4 +1,4 @@
-"""Test-time inference (src/inference.py): checkpoint classes, shape-grouped order, one dynamic-shape graph
+"""Test-time inference (src/infer/detector.py): checkpoint classes, shape-grouped order, one dynamic-shape graph
 for every input size with the detections of per-shape static graphs, and the choice of graphs."""
 import logging
 
@@ -7,8 +7,9 @@ import pytest
 
 from eval_helpers import assert_same_detections, small_checkpoint
 from src.centernet_det import CenterNetDet
-from src.inference import (Detector, EvalSettings, build_detector, build_eval_network, checkpoint_classes,
-                           expected_shapes, load_eval_weights, shape_order)
+from src.infer.detect import EvalSettings, shape_order
+from src.infer.detector import (Detector, build_detector, build_eval_network, checkpoint_classes, expected_shapes,
+                                load_eval_weights)
 from src.utils import CheckpointError
 
 
@@ -87,7 +88,7 @@ def test_build_detector_picks_the_graphs(deformed_ckpt, small_config, caplog, po
                                          says):
     """auto: one dynamic graph for several shapes, a static one for a single shape; the kernel DCN falls back."""
     cfg = small_config({"eval_config.dynamic_shape": policy, "net_config.dcn_impl": impl})
-    with caplog.at_level(logging.INFO, logger="src.inference"):
+    with caplog.at_level(logging.INFO, logger="src.infer.detector"):
         detector = build_detector(cfg, EvalSettings(cfg), _entries(*sizes), deformed_ckpt)
     assert detector.dynamic == dynamic and detector.graphs_compiled == compiled
     assert says in caplog.text

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from src import soft_nms as nms
+from src.infer import soft_nms as nms
 
 # The official CenterNet settings (sigma, Nt, threshold), the yaml's defaults.
 OFFICIAL = (0.5, 0.5, 0.001)
@@ -20,7 +20,7 @@ def _random_boxes(rng, n, ties=False):
 def _compiled(boxes, sigma=0.5, nt=0.5, threshold=0.001, method=2):
     """The compiled soft-NMS itself (not soft_nms, which falls back to numpy when it is not built)."""
     try:
-        from src._soft_nms import soft_nms_cython
+        from src.infer._soft_nms import soft_nms_cython
     except ImportError:
         pytest.fail("compiled soft-NMS not built: run 'python setup.py build_ext --inplace' (setup_env.sh does)")
     return soft_nms_cython(np.ascontiguousarray(boxes, dtype=np.float64), sigma, nt, threshold, method)

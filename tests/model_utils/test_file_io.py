@@ -1,10 +1,10 @@
-"""src/file_io.py: atomic file output."""
+"""src/model_utils/file_io.py: atomic file output."""
 import json
 import os
 
 import pytest
 
-from src.file_io import write_json_atomic
+from src.model_utils.file_io import write_json_atomic
 
 
 def test_atomic_json_keeps_the_old_file_when_writing_fails(tmp_path):
@@ -16,7 +16,7 @@ def test_atomic_json_keeps_the_old_file_when_writing_fails(tmp_path):
 
 
 def test_publish_folder_moves_everything_with_the_marker_last(tmp_path, monkeypatch):
-    from src import file_io
+    from src.model_utils import file_io
     staging, out = tmp_path / "out" / ".staging", tmp_path / "out"
     staging.mkdir(parents=True)
     for name in ("a.meta", "a0", "a0.db", "a1"):

@@ -1,4 +1,4 @@
-"""src/bn_fold.py: BatchNorm folded into the convolutions of the eval network and the exported MINDIR.
+"""src/network/bn_fold.py: BatchNorm folded into the convolutions of the eval network and the exported MINDIR.
 
 The network is the small test one (conftest SMALL) with random BatchNorm statistics and
 affine parameters away from identity (at their initial values folding would only divide by
@@ -20,10 +20,10 @@ import export as export_script
 import train
 from conftest import SMALL, SMALL_TRAIN, make_config, override_args
 from eval_helpers import FIXED, argv, randomise_weights
-from src.bn_fold import FoldedBatchNorm, conv_bn_pairs, fold_batch_norm, out_channel_axis, parameter_count
+from src.network.bn_fold import FoldedBatchNorm, conv_bn_pairs, fold_batch_norm, out_channel_axis, parameter_count
 from src.centernet_det import CenterNetDet
 from src.decode import CenterNetDetEval
-from src.inference import build_eval_network
+from src.infer.detector import build_eval_network
 from src.utils import list_checkpoints
 
 HEAD_RTOL = 1e-4
@@ -125,7 +125,7 @@ def test_onnx_writer_folds_with_the_same_formula():
     """One folding formula: the ONNX graph of the unfolded network (folded by the writer) and of the
     network folded by fold_batch_norm hold the same float32 weights, bit for bit."""
     from onnx import numpy_helper  # after mindspore: the other order breaks mindspore's protobuf modules
-    from src.onnx_export import build_model
+    from src.deploy.onnx_export import build_model
 
     plain, folded = _twin_networks()
     fold_batch_norm(folded)

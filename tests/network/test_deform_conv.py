@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor, nn, ops
 
-from src.deform_conv import IMPLEMENTATIONS, ModulatedDeformConv2d
+from src.network.deform_conv import IMPLEMENTATIONS, ModulatedDeformConv2d
 
 
 def _bilinear(img, y, x):

@@ -1,8 +1,8 @@
-"""src/head_ops.py: reading head maps at flat object positions."""
+"""src/network/head_ops.py: reading head maps at flat object positions."""
 import numpy as np
 from mindspore import Tensor
 
-from src.head_ops import gather_feat
+from src.network.head_ops import gather_feat
 
 
 def test_gather_feat_uses_flat_index():

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from mindspore import Tensor
 
-from src.losses import CenterNetLoss, FocalLoss, HeatmapMSELoss, MaskedRegLoss
+from src.network.losses import CenterNetLoss, FocalLoss, HeatmapMSELoss, MaskedRegLoss
 from src.model_utils.config import get_config
 
 

@@ -58,7 +58,7 @@ def test_photos_of_several_sizes_run_in_one_graph(synthetic_coco, tmp_path, capl
 
 
 def test_coco_names_and_ids_without_an_annotation_file(tmp_path):
-    from src.coco import COCO_CATEGORY_IDS, default_category_ids
+    from src.data.coco import COCO_CATEGORY_IDS, default_category_ids
     from src.model_utils.config import get_config
     names = get_config([]).dataset_config.coco_classes
     assert default_category_ids(80, names) == list(COCO_CATEGORY_IDS) and COCO_CATEGORY_IDS[-1] == 90

@@ -1,4 +1,4 @@
-"""src/amp.py and its wiring: amp levels per backend, where the network casts, the loss-scale
+"""src/train/amp.py and its wiring: amp levels per backend, where the network casts, the loss-scale
 policy, exact resume in mixed precision and the Ascend precision_mode passthrough.
 
 CPU runs fp16 convolutions, BatchNorm and the deformable convolution in MindSpore 2.8, so
@@ -14,11 +14,11 @@ from mindspore import Tensor, nn
 
 from conftest import SMALL
 from test_centernet_det import _targets
-from src.amp import AUTO_LEVEL, apply_amp, cell_precisions, resolve_amp_level
+from src.train.amp import AUTO_LEVEL, apply_amp, cell_precisions, resolve_amp_level
 from src.centernet_det import CenterNetDet, StepOutputs
 from src.model_utils.config import ConfigError
 from src.model_utils import device_adapter
-from src.trainer import build_train_step
+from src.train.amp import build_train_step
 from src.utils import load_train_state, save_checkpoint_atomic
 
 CLASSES = 3

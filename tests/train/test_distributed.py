@@ -14,7 +14,7 @@ import time
 import mindspore as ms
 import numpy as np
 
-from ops_support import (LEARN_FAST, ROOT, TINY, check_disjoint_shares, csv_rows, env, free_port,
+from testkit.ops_support import (LEARN_FAST, ROOT, TINY, check_disjoint_shares, csv_rows, env, free_port,
                          mindrecord_image_ids, rank_pid, read_csv, read_text, wait_for)
 
 SCRIPT = os.path.join(ROOT, "scripts", "run_distributed_train_cpu.sh")

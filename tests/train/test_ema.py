@@ -1,4 +1,4 @@
-"""EMA of the weights (src/ema.py): the compiled update, its place in the training checkpoint,
+"""EMA of the weights (src/train/ema.py): the compiled update, its place in the training checkpoint,
 exact resume with it on, and the weight choice of evaluation (eval_weights)."""
 import math
 
@@ -8,11 +8,12 @@ import pytest
 from mindspore import Parameter, Tensor, nn
 
 import train
-from ops_support import TINY
-from src.ema import TrainStepWithEMA, WeightEMA, select_weights
+from testkit.ops_support import TINY
+from src.train.ema import TrainStepWithEMA, WeightEMA
+from src.utils import select_weights
 from src.model_utils.config import get_config
 from src.centernet_det import CenterNetDet
-from src.inference import build_eval_network
+from src.infer.detector import build_eval_network
 from src.utils import list_checkpoints, load_network_weights
 from test_resume import SCHEDULE, _assert_same_checkpoint, train_full_and_split
 

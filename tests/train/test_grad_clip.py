@@ -12,8 +12,8 @@ from mindspore import Tensor, nn, ops
 from conftest import SMALL
 from test_centernet_det import _targets
 from src.centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep, StepOutputs
-from src.trainer import build_train_step
-from src.training_log import CSV_FIELDS, TrainingLog, read_csv
+from src.train.amp import build_train_step
+from src.train.training_log import CSV_FIELDS, TrainingLog, read_csv
 
 LR = 0.1
 

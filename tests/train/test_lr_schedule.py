@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 
-from src.lr_schedule import build_lr, multi_decay, poly_decay
+from src.train.lr_schedule import build_lr, multi_decay, poly_decay
 from src.model_utils.config import get_config
 
 

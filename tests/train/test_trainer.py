@@ -1,4 +1,4 @@
-"""src/trainer.py and the step contract it relies on: named step outputs, loss inputs by column
+"""src/train/trainer.py and the step contract it relies on: named step outputs, loss inputs by column
 name, the configured loss-scale window, the SIGTERM agreement of one rank."""
 import os
 import signal
@@ -8,12 +8,12 @@ import pytest
 from mindspore import Tensor
 
 from conftest import SMALL
-from ops_support import TINY
+from testkit.ops_support import TINY
 from src.centernet_det import CenterNetDet, CenterNetLossCell, StepOutputs
-from src.train_targets import train_columns
-from src.distributed import RankAgreement, StopRequest
+from src.data.train_targets import train_columns
+from src.train.distributed import RankAgreement, StopRequest
 from src.model_utils.config import get_config
-from src.trainer import Trainer
+from src.train.trainer import Trainer
 
 
 

@@ -1,10 +1,10 @@
-"""Per-step training log (src/training_log.py): CSV rows, logging cadence, resumed files, curves."""
+"""Per-step training log (src/train/training_log.py): CSV rows, logging cadence, resumed files, curves."""
 import csv
 import logging
 import os
 
 from src.centernet_det import StepOutputs
-from src.training_log import CSV_FIELDS, TrainingLog, plot_curves, read_csv
+from src.train.training_log import CSV_FIELDS, TrainingLog, plot_curves, read_csv
 
 
 def _outputs(step, overflow=False):
@@ -21,7 +21,7 @@ def test_rows_every_log_steps_and_at_the_last_step(tmp_path, caplog):
     path = tmp_path / "log" / "training_log.csv"
     log = TrainingLog(str(path), batch_size=4, group_size=1, steps_per_epoch=4, total_steps=7, log_steps=3)
     log.start(0)
-    with caplog.at_level(logging.INFO, logger="src.training_log"):
+    with caplog.at_level(logging.INFO, logger="src.train.training_log"):
         log.record(1, _outputs(1), 1e-3, timed=False)     # the compiling step: always logged, no throughput
         for step in range(2, 8):
             log.record(step, _outputs(step, overflow=step == 5), 2e-3)
