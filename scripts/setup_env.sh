@@ -32,7 +32,7 @@ if [ "$with_tests" = 1 ]; then
 fi
 # The project itself, editable (this checkout's files are the installed ones): no dependency resolution
 # (requirements.txt did it) and no build isolation (numpy and Cython are installed; no download).
-.venv/bin/python -m pip install -q "setuptools>=64"
+.venv/bin/python -m pip install -q "setuptools>=70.1"  # builds editable wheels on its own (no wheel package)
 .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
 if ! command -v "${CC:-gcc}" >/dev/null 2>&1 && ! command -v cc >/dev/null 2>&1; then
     echo "warning: no C compiler found: the compiled soft-NMS is not built and the numpy version is used" >&2

@@ -14,6 +14,7 @@ worker) and must be treated as read-only; tests that modify data copy it to tmp_
 import collections
 import os
 
+import cv2
 import mindspore as ms
 import pytest
 import yaml
@@ -24,6 +25,11 @@ from testkit.small_network import (SMALL, SMALL_RES, SMALL_TRAIN, SYNTHETIC_CLAS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
                                                      if p and p != ROOT])
+# OpenCV single-threaded in the test processes: a test process runs many things in turn, and a
+# training pipeline worker forked from a process whose OpenCV pool has threads hangs for ever in
+# cv2.setNumThreads (TrainTransform's first call): the pool's threads do not exist in the child.
+# train.py forks its workers before any OpenCV work, so only a long-lived process meets this.
+cv2.setNumThreads(1)
 
 SYNTHETIC_TRAIN, SYNTHETIC_VAL, SYNTHETIC_SEED = 24, 8, 0
 # Small images keep generation, conversion and the pipeline tests fast.
