@@ -30,7 +30,7 @@ from eval_helpers import FIXED, SMALL, argv, pseudo_ground_truth, randomise_weig
 from src.infer.coco_eval import STAT_NAMES
 from src.infer.detector import build_eval_network
 from src.deploy.onnx_export import build_model, export_onnx, offset_channel_order
-from test_infer_chain import ROOT, SMALL_YAML
+from test_chain import ROOT, SMALL_YAML
 from tools import infer_onnx
 
 HEAD_RTOL = 1e-4
