@@ -18,14 +18,15 @@ import os
 import sys
 import time
 
-from src.coco import CocoData, DataError
-from src.evaluation import coco_evaluate, metrics_document, resolve_data_paths
-from src.file_io import write_json_atomic
-from src.inference import EvalSettings, build_detector, detect_images
+from src.data.coco import CocoData, DataError, resolve_data_paths
+from src.infer.coco_eval import coco_evaluate, metrics_document
+from src.model_utils.file_io import write_json_atomic
+from src.infer.detect import EvalSettings, detect_images
+from src.infer.detector import build_detector
 from src.model_utils.config import ConfigError
 from src.model_utils.device_adapter import set_device
 from src.model_utils.entry import entry_main
-from src.soft_nms import warn_if_not_compiled
+from src.infer.soft_nms import warn_if_not_compiled
 from src.visual import draw_detections, draw_ground_truth, save_image
 
 logger = logging.getLogger("eval")

@@ -11,7 +11,7 @@ H, W = export_config.input_res (multiples of 32), and returns the (1, K, 6) dete
 [x1, y1, x2, y2, score, class] on the output map (input / 4); flip_test=true exports the
 flip-averaged network. The file is written to a temporary name and renamed when complete:
 <export_name>.mindir (or .air, .onnx), under output_path on ModelArts. ONNX (opset 19, with
-the standard DeformConv; written by src/onnx_export.py, needs the optional package onnx) and
+the standard DeformConv; written by src/deploy/onnx_export.py, needs the optional package onnx) and
 MINDIR take any H, W (multiples of 32) with export_dynamic_shape=true (for keep_res inputs; the
 Ascend 310 chain keeps the fixed shape).
 """
@@ -26,8 +26,8 @@ import numpy as np
 import mindspore as ms
 from mindspore import Tensor
 
-from src.file_io import atomic_path
-from src.inference import build_eval_network, dynamic_input, dynamic_shape_blocker, exportable_with_dynamic_shape
+from src.model_utils.file_io import atomic_path
+from src.infer.detector import build_eval_network, dynamic_input, dynamic_shape_blocker, exportable_with_dynamic_shape
 from src.model_utils.config import ConfigError, check_input_res
 from src.model_utils.device_adapter import set_device
 from src.model_utils.entry import entry_main
@@ -77,7 +77,7 @@ def export_path(cfg):
 
 def export_network(net, path, example, file_format):
     """ms.export ``net`` for the input Tensor ``example`` (a value, or ``dynamic_input()`` for a free
-    height/width) onto ``path`` through a hidden temporary beside it (src.file_io.atomic_path)."""
+    height/width) onto ``path`` through a hidden temporary beside it (src.model_utils.file_io.atomic_path)."""
     ext = EXTENSIONS[file_format]
     with atomic_path(path, suffix=ext) as tmp:  # ms.export keeps a name that already ends in ext
         staging = None
@@ -107,7 +107,7 @@ def run_export(cfg):
     shape = (1, 3) + tuple(cfg.export_config.input_res)
     path = export_path(cfg)
     if cfg.export_format == "ONNX":
-        from src.onnx_export import export_onnx
+        from src.deploy.onnx_export import export_onnx
         export_onnx(net, path, cfg.export_config.input_res, cfg.export_dynamic_shape,
                     metadata={"num_classes": num_classes, "K": cfg.eval_config.K, "flip_test": cfg.flip_test})
     elif cfg.export_dynamic_shape:

@@ -16,13 +16,13 @@ import logging
 import os
 import sys
 
-from src.coco import DataError
-from src.evaluation import coco_evaluate, metrics_document
-from src.file_io import write_json_atomic, write_text_atomic
-from src.infer_chain import chain_data, meta_dir, read_detections, read_metas
+from src.data.coco import DataError
+from src.infer.coco_eval import coco_evaluate, metrics_document
+from src.model_utils.file_io import write_json_atomic, write_text_atomic
+from src.deploy.chain import chain_data, meta_dir, read_detections, read_metas
 from src.model_utils.entry import entry_main
 from src.post_process import coco_records, post_process_image
-from src.soft_nms import SoftNMS, warn_if_not_compiled
+from src.infer.soft_nms import SoftNMS, warn_if_not_compiled
 
 logger = logging.getLogger("postprocess")
 

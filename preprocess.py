@@ -21,11 +21,11 @@ import os
 import sys
 import time
 
-from src.coco import DataError
-from src.file_io import write_array_atomic, write_json_atomic
+from src.data.coco import DataError
+from src.model_utils.file_io import write_array_atomic, write_json_atomic
 from src.image import preprocess_test_image, read_image
-from src.prefetch import Prefetcher
-from src.infer_chain import IMAGES_DIR, INFO_NAME, META_DIR, chain_data, input_resolution
+from src.data.prefetch import Prefetcher
+from src.deploy.chain import IMAGES_DIR, INFO_NAME, META_DIR, chain_data, input_resolution
 from src.model_utils.entry import entry_main
 
 logger = logging.getLogger("preprocess")

@@ -1,4 +1,8 @@
-"""Builds the compiled soft-NMS in place: python setup.py build_ext --inplace"""
+"""Builds the compiled soft-NMS in place: python setup.py build_ext --inplace
+
+Also the build script of ``pip install -e .`` (pyproject.toml: the packages), which builds it
+too; the extension is optional there: without a C compiler the numpy soft-NMS is used.
+"""
 import sys
 
 try:
@@ -10,9 +14,9 @@ except ImportError as err:
              % err)
 
 setup(
-    name="centernet_resnet101_ext",
-    ext_modules=cythonize([Extension("src._soft_nms", ["src/_soft_nms.pyx"], include_dirs=[np.get_include()],
-                                     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")])],
+    ext_modules=cythonize([Extension("src.infer._soft_nms", ["src/infer/_soft_nms.pyx"], include_dirs=[np.get_include()],
+                                     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+                                     optional=True)],
                           language_level=3),
     script_args=sys.argv[1:] or ["build_ext", "--inplace"],
 )

@@ -6,7 +6,7 @@
 Distributed runs (``--distribute=true``) are started by a launcher: ``msrun`` on every
 backend (scripts/run_distributed_train_{cpu,gpu,ascend_msrun}.sh) or an HCCL rank table on
 Ascend (scripts/run_distributed_train_ascend.sh). See docs/training_ops.md. The loop itself is
-src/trainer.py.
+src/train/trainer.py.
 """
 import logging
 import os
@@ -15,11 +15,11 @@ import time
 
 _PROCESS_START = time.time()  # before the slow imports: "seconds from start" figures include them
 
-from src.distributed import StopRequest, init_distributed  # noqa: E402
+from src.train.distributed import StopRequest, init_distributed  # noqa: E402
 from src.model_utils.device_adapter import set_device  # noqa: E402
 from src.model_utils.entry import entry_main, setup_logging  # noqa: E402
 from src.model_utils.moxing_adapter import local_path  # noqa: E402
-from src.trainer import Trainer  # noqa: E402
+from src.train.trainer import Trainer  # noqa: E402
 
 logger = logging.getLogger("train")
 

@@ -53,7 +53,7 @@ def live_random_weights(network, images, seed=0, offset_px=2.0, branch_gamma=(0.
     import mindspore as ms
     from mindspore import Tensor, nn
 
-    from src.deform_conv import ModulatedDeformConv2d
+    from src.network.deform_conv import ModulatedDeformConv2d
     from src.resnet101 import BasicBlock, Bottleneck
 
     heads = heads or {"hm": (1.0, -4.5), "wh": (4.0, 16.0), "reg": (0.2, 0.5)}

@@ -3,7 +3,7 @@
 Two CenterNetDetEval cells (forward and decode, as eval.py runs them) of the configured network
 hold the same random weights (``bench.agreement.live_random_weights``: BatchNorm statistics
 calibrated on the benchmark image and one more, gamma and beta random, deformable offsets of a
-few pixels); one of them is folded by ``src.bn_fold.fold_batch_norm`` (eval_config.fold_bn).
+few pixels); one of them is folded by ``src.network.bn_fold.fold_batch_norm`` (eval_config.fold_bn).
 Both are compiled first; then every round times one forward pass of each, the order
 alternating from round to round, so both see the same machine load. Reported: the median time
 of each, the median of the per-round ratios folded / unfolded, and the load average.
@@ -21,18 +21,15 @@ import argparse
 import logging
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from bench.agreement import (AgreementError, agreement_line, check_degeneracy, compare_detections,  # noqa: E402
+from bench.agreement import (AgreementError, agreement_line, check_degeneracy, compare_detections,
                              compare_heads, live_random_weights, tolerances)
-from bench.bench_train import config_argv  # noqa: E402  (after the sys.path set-up)
+from bench.bench_train import config_argv
 
 logger = logging.getLogger(__name__)
 
@@ -59,7 +56,7 @@ def measure(cfg_argv, res, rounds, corrupt=False):
     import mindspore as ms
     from mindspore import Tensor, nn
 
-    from src.bn_fold import conv_bn_pairs, fold_batch_norm, parameter_count
+    from src.network.bn_fold import conv_bn_pairs, fold_batch_norm, parameter_count
     from src.centernet_det import CenterNetDet
     from src.decode import CenterNetDetEval
     from src.model_utils.config import get_config
@@ -147,7 +144,7 @@ def main(argv=None):
              result["load_average"]["before"], result["load_average"]["after"]))
     print("folded vs unfolded: " + agreement_line(result["agreement"]))
     if args.json:
-        from src.file_io import write_json_atomic
+        from src.model_utils.file_io import write_json_atomic
         write_json_atomic(args.json, result, indent=2)
     return 0
 

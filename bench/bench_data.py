@@ -27,14 +27,12 @@ import cv2
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from src import dataset as D  # noqa: E402
-from src import train_data  # noqa: E402
-from src.train_targets import TrainTransform  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
-from tools import make_synthetic_coco as syn  # noqa: E402
+from src import dataset as D
+from src.data import train_data
+from src.data.train_targets import TrainTransform
+from src.model_utils.config import get_config
+from tools import make_synthetic_coco as syn
 
 WIDTH, HEIGHT = 640, 480
 AUG_ARGS = ["--dataset_config.aug_rot=0.5", "--dataset_config.rotate=10.0", "--dataset_config.color_aug=true",
@@ -46,7 +44,6 @@ SMALL_ARGS = ["--dataset_config.input_res_train=[256,256]", "--dataset_config.nu
 # holds json.load of the annotation file, which grows with the number of annotations.
 CONVERT_SCRIPT = """
 import json, resource, sys, threading, time
-sys.path.insert(0, %r)
 import mindspore.mindrecord
 from src import dataset as D
 
@@ -181,8 +178,8 @@ def bench_convert(ann_file, image_dir, out_root, repeats):
     runs = []
     for i in range(repeats):
         out = os.path.join(out_root, "run%d" % i)
-        code = CONVERT_SCRIPT % (ROOT, ann_file, image_dir, out)
-        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        code = CONVERT_SCRIPT % (ann_file, image_dir, out)
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
         runs.append(json.loads(res.stdout.strip().splitlines()[-1]))
         shutil.rmtree(out)
     return {"images": runs[0]["images"],
@@ -194,7 +191,7 @@ def bench_convert(ann_file, image_dir, out_root, repeats):
 def run(pipeline_images=256, convert_sizes=(1000, 4000), repeats=3, batch=16, keep=None):
     """Run every benchmark; returns a dict of the figures and prints a table."""
     import logging
-    logging.getLogger("src.train_data").setLevel(logging.ERROR)  # the 5-vs-80-class notice is expected here
+    logging.getLogger("src.data.train_data").setLevel(logging.ERROR)  # the 5-vs-80-class notice is expected here
     root = keep or tempfile.mkdtemp(prefix="bench_data_")
     results = {}
     try:

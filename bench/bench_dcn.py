@@ -12,14 +12,11 @@ the repetitions alternate between them in this one process; medians are reported
 import argparse
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 # (name, in channels, out channels, spatial side of the map at a 512x512 input)
 LAYERS = (("r101 dcn1", 2048, 256, 16), ("r101 dcn2", 256, 128, 32), ("r101 dcn3", 128, 64, 64),
@@ -31,7 +28,7 @@ def _cells(cin, cout, implementation, backward):
     import mindspore as ms
     from mindspore import Tensor, nn, ops
 
-    from src.deform_conv import ModulatedDeformConv2d
+    from src.network.deform_conv import ModulatedDeformConv2d
 
     ms.set_seed(0)
     layer = ModulatedDeformConv2d(cin, cout, implementation=implementation)
@@ -108,7 +105,7 @@ def main(argv=None):
     print("load average before: %.2f %.2f %.2f" % os.getloadavg())
     results = measure(args.repeats)
     if args.json:
-        from src.file_io import write_json_atomic
+        from src.model_utils.file_io import write_json_atomic
         write_json_atomic(args.json, {"repeats": args.repeats, "layers": results}, indent=2)
     return results
 

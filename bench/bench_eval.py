@@ -36,14 +36,12 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from src.coco import COCO_CATEGORY_IDS  # noqa: E402
-from src.image import input_geometry  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
-from src.post_process import coco_records, group_by_class, merge_outputs, to_image_coords  # noqa: E402
-from src.soft_nms import SoftNMS  # noqa: E402
+from src.data.coco import COCO_CATEGORY_IDS
+from src.image import input_geometry
+from src.model_utils.config import get_config
+from src.post_process import coco_records, group_by_class, merge_outputs, to_image_coords
+from src.infer.soft_nms import SoftNMS
 
 # (width, height, weight): a COCO-val-like mix of image sizes; weight of the random sizes last.
 COCO_LIKE_SIZES = ((640, 480, 0.40), (480, 640, 0.10), (640, 427, 0.20), (427, 640, 0.05), (640, 360, 0.05),
@@ -123,7 +121,7 @@ def bench_postprocess(images=200, runs=5, seed=0):
     med = np.median(np.array(per_run), axis=0)
     return {"ms_per_image": float(med.sum()), "affine_ms": float(med[0]), "group_softnms_cap_ms": float(med[1]),
             "records_json_ms": float(med[2]), "images": images, "runs": runs,
-            "soft_nms_compiled": __import__("src.soft_nms", fromlist=["is_compiled"]).is_compiled()}
+            "soft_nms_compiled": __import__("src.infer.soft_nms", fromlist=["is_compiled"]).is_compiled()}
 
 
 # ----------------------------------------------------------------------------- 2./3. eval overhead
@@ -177,9 +175,10 @@ def _config(root, ckpt, out, block_class, res, keep_res):
 def pure_forward_seconds(cfg, ckpt, data_root, idle_timeout=0):
     """(wall, process CPU) seconds of the forward passes (compiled network, inputs prepared beforehand)."""
     from mindspore import Tensor
-    from src.coco import CocoData
+    from src.data.coco import CocoData
     from src.image import read_image
-    from src.inference import EvalSettings, build_eval_network
+    from src.infer.detect import EvalSettings
+    from src.infer.detector import build_eval_network
     from src.model_utils.device_adapter import set_device
     settings = EvalSettings(cfg)
     data = CocoData(os.path.join(data_root, "annotations", "instances_val2017.json"),

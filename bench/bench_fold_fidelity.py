@@ -1,7 +1,7 @@
 """Benchmark: float32 error of the eval network with and without BatchNorm folding, against float64.
 
 The official CenterNet ResNet-DCN (the PyTorch transcription of the tests,
-tests/tools/official_centernet_torch.py, imported as bench/bench_vs_torch.py imports it) gets
+testkit/official_centernet_torch.py, imported as bench/bench_vs_torch.py imports it) gets
 random official-format weights with live deformable offsets (``randomize``), and
 tools/convert_official_ckpt.py converts them to this project's checkpoint. Each photo is turned
 into its keep_res test input (padded to a multiple of 32) and runs together with its mirror (flip
@@ -9,7 +9,7 @@ test) through four networks holding the same weights:
 
 - float64: the PyTorch network in float64, the reference;
 - torch float32: the same PyTorch network in float32, the official code's own float32 noise;
-- unfolded / folded: this project's eval network (src.inference.build_eval_network, graph mode,
+- unfolded / folded: this project's eval network (src.infer.detector.build_eval_network, graph mode,
   one dynamic-shape graph, float32) with eval_config.fold_bn false / true.
 
 Heads (hm logits, wh, reg): median, 99th percentile and maximum of |network - float64| over every
@@ -42,8 +42,6 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 NUM_CLASSES = 80
 TOP = 20
@@ -95,8 +93,8 @@ def expand_paths(items):
 
 
 def wrong_folding(kind):
-    """A broken replacement of src.bn_fold.folded_weights (negative control)."""
-    from src import bn_fold
+    """A broken replacement of src.network.bn_fold.folded_weights (negative control)."""
+    from src.network import bn_fold
     right = bn_fold.folded_weights
 
     def folded_weights(conv, bn=None):
@@ -124,7 +122,7 @@ class FlipHeads:
         import mindspore as ms
         from mindspore import nn, ops
 
-        from src.inference import build_eval_network, dynamic_input
+        from src.infer.detector import build_eval_network, dynamic_input
 
         network = build_eval_network(cfg, NUM_CLASSES, checkpoint, flip_test=False).network
 
@@ -206,7 +204,7 @@ def measure_depth(torch, ref, depth, paths, work, seed):
     from src.image import preprocess_test_image, read_image
     from src.model_utils.config import get_config
     from src.model_utils.device_adapter import set_device
-    from src.soft_nms import SoftNMS
+    from src.infer.soft_nms import SoftNMS
     from tools import convert_official_ckpt as conv
 
     model32 = official_model(ref, depth, seed)
@@ -313,9 +311,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     import torch  # before MindSpore, whose import sets OMP_NUM_THREADS=1 in the C environment
 
-    from tests.tools import official_centernet_torch as ref
+    from testkit import official_centernet_torch as ref
     if args.wrong_fold:
-        from src import bn_fold
+        from src.network import bn_fold
         bn_fold.folded_weights = wrong_folding(args.wrong_fold)
     with tempfile.TemporaryDirectory(prefix="bench_fold_fidelity_") as work:
         found = None if args.images else default_images()
@@ -338,7 +336,7 @@ def main(argv=None):
     load = os.getloadavg()
     print("\nload average after: %.2f %.2f %.2f; PyTorch threads %d" % (load + (results[0]["torch_threads"],)))
     if args.json:
-        from src.file_io import write_json_atomic
+        from src.model_utils.file_io import write_json_atomic
         write_json_atomic(args.json, {"images": source, "paths": [os.path.basename(p) for p in paths],
                                       "factor": args.factor, "wrong_fold": args.wrong_fold, "results": results,
                                       "failures": failures}, indent=2)

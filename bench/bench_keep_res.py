@@ -32,10 +32,8 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from src.file_io import write_json_atomic  # noqa: E402
+from src.model_utils.file_io import write_json_atomic
 
 MIN_SIDE, MAX_SIDE = 300, 640
 NUM_CLASSES = 5  # tools/make_synthetic_coco.py's categories
@@ -121,7 +119,7 @@ def child_eval(argv, out):
 def child_forward(argv, shapes, repeats, out):
     """Dynamic-shape graph vs static graphs of the same shapes: compile times and interleaved forwards."""
     from mindspore import Tensor
-    from src.inference import build_eval_network, dynamic_input
+    from src.infer.detector import build_eval_network, dynamic_input
     from src.model_utils.config import get_config
     from src.model_utils.device_adapter import set_device
     cfg = get_config(argv, script="eval.py")

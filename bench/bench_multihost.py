@@ -20,13 +20,10 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for path in (ROOT, os.path.join(ROOT, "tests")):
-    if path not in sys.path:
-        sys.path.insert(0, path)
 
-from ops_support import (DISTRIBUTED_CPU_SCRIPT, TINY, env, finish_all, free_port,  # noqa: E402
-                         read_csv, start_two_hosts)
-from tools import netns  # noqa: E402
+from testkit.ops_support import (DISTRIBUTED_CPU_SCRIPT, TINY, env, finish_all, free_port,
+                                 read_csv, start_two_hosts)
+from tools import netns
 
 
 def _job_images_per_s(rank_dirs):
@@ -96,7 +93,7 @@ def main(argv=None):
                    two_host_layout="two network namespaces joined by a veth pair (tools/netns.py)")
     print(json.dumps(summary, indent=1))
     if args.json:
-        from src.file_io import write_json_atomic
+        from src.model_utils.file_io import write_json_atomic
         write_json_atomic(args.json, summary, indent=1)
     return 0
 

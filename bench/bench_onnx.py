@@ -26,26 +26,23 @@ import argparse
 import logging
 import os
 import statistics
-import sys
 import tempfile
 import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 import mindspore as ms  # noqa: E402  (before onnx: the other import order breaks mindspore's protobuf modules)
 from mindspore import Tensor  # noqa: E402
 
-from bench.agreement import (AgreementError, agreement_line, check_degeneracy, compare_detections,  # noqa: E402
+from bench.agreement import (AgreementError, agreement_line, check_degeneracy, compare_detections,
                              compare_heads, live_random_weights, tolerances)
-from src.bn_fold import fold_batch_norm  # noqa: E402
-from src.centernet_det import CenterNetDet  # noqa: E402
-from src.decode import CenterNetDetEval  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
-from src.onnx_export import build_model, export_onnx  # noqa: E402
+from src.centernet_det import CenterNetDet
+from src.decode import CenterNetDetEval
+from src.deploy.onnx_export import build_model, export_onnx
+from src.model_utils.config import get_config
+from src.network.bn_fold import fold_batch_norm
 
 logger = logging.getLogger(__name__)
 
@@ -85,8 +82,7 @@ def _torch_forward(cfg, classes, seed):
     """A callable running the PyTorch reference network + decode on a numpy input, or None without torch."""
     try:
         import torch
-        sys.path.insert(0, os.path.join(ROOT, "tests", "tools"))
-        import official_centernet_torch as ref
+        from testkit import official_centernet_torch as ref
     except ImportError:
         return None
     depth = {("Bottleneck", (3, 4, 23, 3)): 101, ("BasicBlock", (1, 1, 1, 1)): None}
@@ -198,7 +194,7 @@ def main(argv=None):
     print("  ONNX file %.1f MB, export %.1f s" % (result["onnx_file_mb"], result["export_s"]))
     print("  ONNX vs MindSpore: " + agreement_line(agree))
     if args.json:
-        from src.file_io import write_json_atomic
+        from src.model_utils.file_io import write_json_atomic
         write_json_atomic(args.json, result, indent=1)
     return 0
 

@@ -2,8 +2,6 @@
 
     python bench/bench_ops.py scaling [--res 128] [--batch 2] [--steps 20]
     python bench/bench_ops.py resume [--full]
-    python bench/bench_ops.py pipeline [--res 128]
-    python bench/bench_ops.py comm
 
 scaling   images/s of train.py on 1 worker pinned to core 0, of 2 independent single-worker
           runs at once on cores 0 and 1 (the machine's upper bound: no communication), and of 2
@@ -13,9 +11,6 @@ scaling   images/s of train.py on 1 worker pinned to core 0, of 2 independent si
 resume    seconds from process start to the end of the first step, for a fresh run and for a
           run resuming from its checkpoint (train.py logs both); --full uses ResNet-101 with
           DCN (its 600 MB training checkpoint) instead of the tiny network.
-pipeline  images/s of the training data pipeline alone on one core (no network).
-comm      seconds of one AllReduce between 2 msrun workers (one core each) for the gradient
-          sizes of the tiny network and of ResNet-101-DCN (bench/allreduce_worker.py).
 
 Data: a synthetic COCO set (tools/make_synthetic_coco.py) converted to MindRecord in a
 temporary folder (--data reuses a MindRecord folder). Timings are noisy on a shared machine:
@@ -150,54 +145,9 @@ def bench_resume(args, data, work):
     return results
 
 
-def bench_pipeline(args, data, work):
-    code = """
-import os, sys, time
-os.sched_setaffinity(0, {0})
-sys.path.insert(0, %r)
-from src.model_utils.config import get_config
-from src.train_data import create_train_dataset
-cfg = get_config(%r + ["--mindrecord_dir=" + %r])
-dataset = create_train_dataset(cfg, %d)
-it = dataset.create_tuple_iterator(num_epochs=1, output_numpy=True)
-next(it)
-start = time.perf_counter(); n = 0
-for _ in it:
-    n += 1
-print((n * %d) / (time.perf_counter() - start))
-""" % (ROOT, tiny(args.res, args.batch), data, args.steps + 1, args.batch)
-    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=environment(), check=True)
-    return {"pipeline_images_per_s_one_core": round(float(done.stdout.strip().splitlines()[-1]), 1)}
-
-
-def gradient_floats(argv):
-    """Number of trainable parameters (= gradient floats per step) of the network of ``argv``."""
-    code = ("import sys; sys.path.insert(0, %r)\nfrom src.model_utils.config import get_config\n"
-            "from src.centernet_det import CenterNetDet\ncfg = get_config(%r)\n"
-            "print(sum(p.size for p in CenterNetDet(cfg.net_config, 5).trainable_params()))" % (ROOT, argv))
-    done = subprocess.run([PYTHON, "-c", code], capture_output=True, text=True, env=environment(), check=True)
-    return int(done.stdout.strip().splitlines()[-1])
-
-
-def bench_comm(args, data, work):
-    sizes = {"tiny": gradient_floats(tiny(args.res, args.batch)), "resnet101_dcn": gradient_floats(full(512, 1))}
-    env = environment(pinning_python(work))
-    result = {}
-    for name, floats in sizes.items():  # one msrun per size: long runs of both sizes hit msrun's timeouts here
-        result_file = os.path.join(work, "allreduce_%s.json" % name)
-        subprocess.run(["msrun", "--worker_num=2", "--local_worker_num=2", "--master_port=%d" % args.port,
-                        "--log_dir=%s" % os.path.join(work, "comm_log_" + name), "--join=True",
-                        os.path.join(ROOT, "bench", "allreduce_worker.py"), result_file, str(floats)],
-                       check=True, capture_output=True, env=env)
-        with open(result_file, encoding="utf-8") as f:
-            seconds = json.load(f)[str(floats)]
-        result[name] = {"floats": floats, "MB": round(floats * 4 / 2 ** 20, 1), "allreduce_s": round(seconds, 3)}
-    return result
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=["scaling", "resume", "pipeline", "comm"])
+    parser.add_argument("what", choices=["scaling", "resume"])
     parser.add_argument("--res", type=int, default=128, help="input resolution (multiple of 32)")
     parser.add_argument("--batch", type=int, default=2, help="batch size per worker")
     parser.add_argument("--steps", type=int, default=20)
@@ -208,11 +158,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     work = tempfile.mkdtemp(prefix="bench_ops_")
     try:
-        data = args.data or ("" if args.what == "comm" else make_data(work, 64))
+        data = args.data or make_data(work, 64)
         load = os.getloadavg()
-        result = {"scaling": bench_scaling, "resume": bench_resume, "pipeline": bench_pipeline,
-                  "comm": bench_comm}[args.what](
-            args, data, work)
+        result = {"scaling": bench_scaling, "resume": bench_resume}[args.what](args, data, work)
         result["load_average_before"] = [round(v, 2) for v in load]
         result["settings"] = {"res": args.res, "batch_per_worker": args.batch, "steps": args.steps,
                               "full": args.full}

@@ -12,14 +12,11 @@ import json
 import os
 import resource
 import statistics
-import sys
 import time
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 
 def _targets(cfg, batch_size, num_classes, rng):
@@ -60,7 +57,7 @@ def measure(argv, batch_size, steps=5, warmup=2, forward_only=False):
     from src.decode import CenterNetDetEval
     from src.model_utils.config import get_config
     from src.model_utils.device_adapter import set_device
-    from src.trainer import build_train_step
+    from src.train.amp import build_train_step
 
     cfg = get_config(argv)
     set_device(cfg)

@@ -1,7 +1,7 @@
 """Benchmark: this project (MindSpore, graph mode) against the same network in PyTorch (eager).
 
 The PyTorch side is the official CenterNet PoseResNet-DCN transcription of the tests
-(tests/tools/official_centernet_torch.py: DCNv2 semantics written in plain PyTorch ops; its
+(testkit/official_centernet_torch.py: DCNv2 semantics written in plain PyTorch ops; its
 deformable convolution as one ``grid_sample`` plus one matmul, ``--torch_dcn=grid``, the fast
 plain-PyTorch formulation, tested equal to the explicit reference), with
 the official ctdet losses (focal loss, L1 on wh and reg, weights 1 / 0.1 / 1) and ctdet decode.
@@ -28,8 +28,6 @@ import time
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
 NUM_CLASSES = 80
 TRAIN_BATCH = 2
@@ -82,7 +80,7 @@ def run_torch(depth, res, steps, dcn_impl="grid"):
 
     from bench.bench_train import _targets
     from src.model_utils.config import get_config
-    from tests.tools.official_centernet_torch import PoseResNetDCN, ctdet_decode
+    from testkit.official_centernet_torch import PoseResNetDCN, ctdet_decode
 
     torch.manual_seed(0)
     cfg = get_config(mindspore_argv(depth, res))
@@ -211,7 +209,7 @@ def main(argv=None):
     print("load average before: %.2f %.2f %.2f" % os.getloadavg(), flush=True)
     table = summary(compare(args, overrides), args.res)
     if args.json:
-        from src.file_io import write_json_atomic
+        from src.model_utils.file_io import write_json_atomic
         write_json_atomic(args.json, {"res": args.res, "train_batch": TRAIN_BATCH, "overrides": overrides,
                                       "networks": {str(d): v for d, v in table.items()}}, indent=2)
     return table

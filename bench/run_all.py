@@ -27,10 +27,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
 
-from src.file_io import write_json_atomic, write_text_atomic  # noqa: E402
+from src.model_utils.file_io import write_json_atomic, write_text_atomic
 PYTHON = sys.executable
 QUICK_START_CONFIG = "quick_start_config.yaml"
 FULL_RES = 512

@@ -109,7 +109,10 @@ require_python() {
     has_mindspore "$candidate" || die "$candidate cannot import mindspore; $setup" 2
     PYTHON=$candidate
     PATH="$(dirname "$PYTHON"):$PATH"
-    export PATH PYTHON
+    # The project's packages (src, tools) importable by every Python step and the INFER_APP hook, as
+    # the editable install of scripts/setup_env.sh makes them, whichever interpreter PYTHON names.
+    PYTHONPATH="$CENTERNET_ROOT${PYTHONPATH:+:$PYTHONPATH}"
+    export PATH PYTHON PYTHONPATH
 }
 
 has_mindspore() {

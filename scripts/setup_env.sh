@@ -1,5 +1,6 @@
 #!/bin/bash
-# Set up the Python environment in .venv (created if absent) and build the compiled soft-NMS.
+# Set up the Python environment in .venv (created if absent), install the project into it editable
+# (pyproject.toml: src, tools, bench, testkit importable from any folder) and build the compiled soft-NMS.
 #   bash scripts/setup_env.sh          # runtime dependencies (requirements.txt)
 #   bash scripts/setup_env.sh --test   # plus the test dependencies (requirements-test.txt)
 # PYTHON selects the interpreter that creates the venv (default: python3).
@@ -29,6 +30,10 @@ fi
 if [ "$with_tests" = 1 ]; then
     .venv/bin/python -m pip install -q -r requirements-test.txt
 fi
+# The project itself, editable (this checkout's files are the installed ones): no dependency resolution
+# (requirements.txt did it) and no build isolation (numpy and Cython are installed; no download).
+.venv/bin/python -m pip install -q "setuptools>=70.1"  # builds editable wheels on its own (no wheel package)
+.venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . >/dev/null
 if ! command -v "${CC:-gcc}" >/dev/null 2>&1 && ! command -v cc >/dev/null 2>&1; then
     echo "warning: no C compiler found: the compiled soft-NMS is not built and the numpy version is used" >&2
     echo "         (same results, slower); install gcc and rerun this script to build it" >&2

@@ -16,9 +16,9 @@ from mindspore.common.initializer import Normal
 from mindspore.context import ParallelMode
 from mindspore.communication.management import get_group_size
 
-from .deform_conv import ModulatedDeformConv2d
-from .losses import CenterNetLoss
-from .resnet101 import BN_MOMENTUM, ResNet
+from src.network.deform_conv import ModulatedDeformConv2d
+from src.network.losses import CenterNetLoss
+from src.resnet101 import BN_MOMENTUM, ResNet
 
 DECONV_CHANNELS = (256, 128, 64)
 # wh target column and its mask column (None: no mask) for each box-size layout of net_config.
@@ -108,7 +108,7 @@ class CenterNetDet(nn.Cell):
 class CenterNetLossCell(nn.Cell):
     """Network + loss: the training columns -> (total, hm_loss, wh_loss, off_loss).
 
-    ``columns`` names the inputs in order (default: ``src.train_targets.train_columns(net_cfg)``):
+    ``columns`` names the inputs in order (default: ``src.data.train_targets.train_columns(net_cfg)``):
     image, hm, reg_mask, ind, the wh target (wh | dense_wh, dense_wh_mask | cat_spec_wh,
     cat_spec_mask), then reg when reg_offset is on. Each input is picked by its name's position,
     resolved once here, so the graph indexes by constants.
@@ -117,7 +117,7 @@ class CenterNetLossCell(nn.Cell):
     def __init__(self, network, net_cfg, columns=None):
         super().__init__(auto_prefix=False)
         if columns is None:
-            from .train_targets import train_columns
+            from src.data.train_targets import train_columns
             columns = train_columns(net_cfg)
         self.network = network
         self.loss = CenterNetLoss(net_cfg)

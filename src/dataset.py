@@ -1,11 +1,13 @@
-"""COCO -> MindRecord conversion and the layout of a converted dataset.
+"""The data entry: COCO -> MindRecord conversion (a command and a function) and the converted dataset.
 
 ``python src/dataset.py --coco_data_dir D --mindrecord_dir M`` (also a ModelArts startup
 file) stores, per image, the original encoded bytes, ``image_id``, ``bboxes`` (n, 4) float32
 x1y1x2y2 pixels, ``category_id`` (n,) int32 contiguous class indices and ``iscrowd`` (n,)
 int32, in shards ``<prefix>0..N-1`` plus a sidecar ``<prefix>.meta.json`` describing the
-classes (``mindrecord_prefix`` in default_config.yaml). The training pipeline that reads
-them is src/train_data.py.
+classes (``mindrecord_prefix`` in default_config.yaml). The layout and its readers
+(``mindrecord_files``, ``dataset_size``, ``read_meta``, exposed here too) are
+src/data/mindrecord.py; the training pipeline that reads them is src/data/train_data.py
+(``create_train_dataset``, exposed here as the original's dataloader entry).
 """
 import collections
 import json
@@ -16,28 +18,19 @@ import re
 import shutil
 import signal
 import sys
-import tempfile
 import time
 
 import cv2
 import numpy as np
 
-if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from src.coco import DROP_REASONS, TRAIN_LAYOUT, CocoData, DataError  # noqa: E402  (after the sys.path fix above)
-from src.file_io import publish_folder  # noqa: E402
+from src.data.coco import DROP_REASONS, TRAIN_LAYOUT, CocoData, DataError
+from src.data.mindrecord import (META_SUFFIX, SCHEMA, configured_prefix, dataset_size,  # noqa: F401  (the data entry)
+                                 meta_path, mindrecord_files, over_max_objs, read_meta)
+from src.data.train_data import create_train_dataset  # noqa: F401  (the data entry, as the original's dataset.py)
+from src.model_utils.file_io import publish_folder, remove_stale_temporaries, temporary_folder
 
 LOGGER = logging.getLogger(__name__)
 
-META_SUFFIX = ".meta.json"
-SCHEMA = {
-    "image": {"type": "bytes"},
-    "image_id": {"type": "int64"},
-    "bboxes": {"type": "float32", "shape": [-1, 4]},
-    "category_id": {"type": "int32", "shape": [-1]},
-    "iscrowd": {"type": "int32", "shape": [-1]},
-}
 CHUNK_IMAGES = 32            # images per worker task and per FileWriter call
 CHUNK_BYTES = 64 << 20       # flush rows to the writer past this many image bytes
 
@@ -78,35 +71,6 @@ def _worker_init():
         ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
         if os.getppid() == 1:  # the parent died before prctl took effect
             os._exit(0)
-
-
-def remove_stale_temporaries(mindrecord_dir, prefix):
-    """Remove the temporary folders ``.tmp-<prefix>-<pid>-*`` of conversions whose process is gone.
-
-    A converter killed mid-run leaves its partial shards there; returns the removed paths.
-    """
-    if not os.path.isdir(mindrecord_dir):
-        return []
-    pattern = re.compile(r"^\.tmp-%s-(\d+)-" % re.escape(prefix))
-    removed = []
-    for name in sorted(os.listdir(mindrecord_dir)):
-        match = pattern.match(name)
-        path = os.path.join(mindrecord_dir, name)
-        if match and os.path.isdir(path) and not _process_alive(int(match.group(1))):
-            shutil.rmtree(path, ignore_errors=True)
-            LOGGER.warning("removed %s, left by a conversion that was killed", path)
-            removed.append(path)
-    return removed
-
-
-def _process_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _chunked_results(paths, pool, workers):
@@ -179,25 +143,6 @@ def _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index, ima
     return written, skipped, objects
 
 
-def configured_prefix(prefix=None):
-    """``prefix``, or when none is given the ``mindrecord_prefix`` of default_config.yaml."""
-    if prefix:
-        return prefix
-    from src.model_utils.config import DEFAULT_CONFIG_PATH, load_yaml
-    return load_yaml(DEFAULT_CONFIG_PATH)[0]["mindrecord_prefix"]
-
-
-def meta_path(mindrecord_dir, prefix):
-    """The sidecar of dataset ``prefix``: written last, so its presence means the shards are complete."""
-    return os.path.join(mindrecord_dir, prefix + META_SUFFIX)
-
-
-def over_max_objs(objects_per_image, max_objs):
-    """(images with more than ``max_objs`` objects, objects beyond the limit) of a {count: images} histogram."""
-    over = {int(n): int(k) for n, k in objects_per_image.items() if int(n) > max_objs}
-    return sum(over.values()), sum((n - max_objs) * k for n, k in over.items())
-
-
 def _summary(prefix, shards, categories, written, objects, skipped, stats, ann_file, image_dir, max_objs):
     """The conversion summary, also stored as the <prefix>.meta.json sidecar.
 
@@ -260,7 +205,7 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=
     created = not os.path.isdir(mindrecord_dir)
     os.makedirs(mindrecord_dir, exist_ok=True)
     stale = remove_stale_temporaries(mindrecord_dir, prefix)
-    tmp_dir = tempfile.mkdtemp(prefix=".tmp-%s-%d-" % (prefix, os.getpid()), dir=mindrecord_dir)
+    tmp_dir = temporary_folder(os.path.join(mindrecord_dir, prefix))
     try:
         written, skipped, objects = _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index,
                                                   image_dir, workers)
@@ -293,47 +238,6 @@ def dropped_text(summary):
              "unknown_image": "of unknown images"}
     dropped = summary["dropped_annotations"]
     return "dropped: " + ", ".join("%d %s" % (dropped.get(k, 0), words[k]) for k in DROP_REASONS)
-
-
-def read_meta(mindrecord_dir, prefix=None):
-    """The sidecar meta dict of a converted dataset, or None when the dataset has none."""
-    path = meta_path(mindrecord_dir, configured_prefix(prefix))
-    if not os.path.isfile(path):
-        return None
-    try:
-        with open(path, "r", encoding="utf-8") as f:
-            return json.load(f)
-    except ValueError as err:
-        raise ValueError("malformed MindRecord meta file %s: %s" % (path, err)) from err
-
-
-def mindrecord_files(mindrecord_dir, prefix=None):
-    """Ordered shard paths of dataset ``prefix`` in ``mindrecord_dir`` (from the meta file if any)."""
-    prefix = configured_prefix(prefix)
-    if not os.path.isdir(mindrecord_dir):
-        raise FileNotFoundError("MindRecord folder not found: %s" % mindrecord_dir)
-    meta = read_meta(mindrecord_dir, prefix)
-    if meta is not None:
-        files = [os.path.join(mindrecord_dir, n) for n in meta["files"]]
-        missing = [f for f in files if not os.path.isfile(f)]
-        if missing:
-            raise FileNotFoundError("MindRecord shard %s listed in %s is missing"
-                                    % (missing[0], meta_path(mindrecord_dir, prefix)))
-        return files
-    pattern = re.compile(r"^%s(\d*)$" % re.escape(prefix))
-    found = sorted(((int(m.group(1) or -1), n) for n in os.listdir(mindrecord_dir)
-                    for m in [pattern.match(n)] if m))
-    if not found:
-        raise FileNotFoundError("no MindRecord files with prefix %r in %s (convert COCO with src/dataset.py first)"
-                                % (prefix, mindrecord_dir))
-    return [os.path.join(mindrecord_dir, n) for _, n in found]
-
-
-def dataset_size(mindrecord_dir, prefix=None):
-    """Number of rows (images) of a converted dataset."""
-    import mindspore.dataset as ds
-    files = mindrecord_files(mindrecord_dir, prefix)
-    return ds.MindDataset(files, columns_list=["image_id"], shuffle=False).get_dataset_size()
 
 
 # ----------------------------------------------------------------------------- command line

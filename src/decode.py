@@ -8,7 +8,7 @@ back to the original image.
 from mindspore import nn, ops
 from mindspore.common import dtype as mstype
 
-from .head_ops import gather_feat
+from src.network.head_ops import gather_feat
 
 
 class DetectionDecode(nn.Cell):

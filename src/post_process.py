@@ -7,7 +7,7 @@ image as resized for that test scale, and dividing by the scale gives original p
 """
 import numpy as np
 
-from .image import affine_transform, get_affine_transform
+from src.image import affine_transform, get_affine_transform
 
 
 def transform_preds(coords, center, scale, output_size):
@@ -34,7 +34,7 @@ def group_by_class(dets, num_classes):
 def merge_outputs(per_scale, num_classes, soft_nms, max_per_image):
     """Merge the per-class detections of every test scale into one per-class list.
 
-    ``soft_nms`` (a src.soft_nms.SoftNMS) runs per class when it is enabled or when several
+    ``soft_nms`` (a src.infer.soft_nms.SoftNMS) runs per class when it is enabled or when several
     scales are merged (the official behaviour). At most ``max_per_image`` detections
     survive, the highest scores first.
     """

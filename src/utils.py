@@ -13,14 +13,16 @@ import shutil
 import mindspore as ms
 from mindspore import Tensor, nn
 
-from src.ema import EMA_PREFIX, select_weights
-from src.file_io import atomic_path
+from src.model_utils.file_io import atomic_path
 
 logger = logging.getLogger(__name__)
 
 CKPT_PREFIX = "checkpoint_centernet"
 _CKPT_RE = re.compile(r"^%s-(\d+)_(\d+)\.ckpt$" % CKPT_PREFIX)
 HEAD_PREFIXES = ("hm.", "wh.", "reg.")
+# EMA copies of the weights in a training checkpoint (src/train/ema.py): ema.<weight name>, ema.updates.
+EMA_PREFIX = "ema."
+UPDATES_NAME = EMA_PREFIX + "updates"
 # Parameters of the training cell that are not network weights: optimizer, loss scale, counters.
 _STATE_PREFIXES = ("moment1.", "moment2.")
 _STATE_NAMES = {"global_step", "learning_rate", "beta1_power", "beta2_power", "scale_sense",
@@ -28,7 +30,7 @@ _STATE_NAMES = {"global_step", "learning_rate", "beta1_power", "beta2_power", "s
 # Run metadata saved beside the parameters (checked when resuming). total_steps and
 # steps_per_epoch are the learning-rate schedule's; group_size the devices that wrote the
 # checkpoint; epoch, epoch_step and epoch_samples the data position after data_step (epoch
-# 1-based, its steps done, the images of its order read by the whole group: src.train_data.Cursor).
+# 1-based, its steps done, the images of its order read by the whole group: src.data.train_data.Cursor).
 RUN_META_KEYS = ("data_step", "epoch", "epoch_step", "epoch_samples", "num_images", "total_steps",
                  "steps_per_epoch", "batch_size", "group_size", "seed")
 
@@ -86,14 +88,31 @@ def list_checkpoints(folder):
     return [p for _, p in sorted(found)]
 
 
-def remove_stale_temporaries(folder):
-    """Delete temporaries left by a killed run (they never count as checkpoints).
+def has_ema(saved):
+    """True when a checkpoint's name -> value dict holds EMA weights."""
+    return UPDATES_NAME in saved
 
-    save_checkpoint_atomic writes ``.tmp-<pid>-<name>.ckpt`` (src.file_io.temporary_name), and
-    MindSpore itself first writes that name with ``.tmp`` and renames it: a kill can leave either.
+
+def select_weights(saved, choice, path):
+    """The network weights of a checkpoint dict under ``choice`` (ema | raw | auto).
+
+    ``ema`` (and ``auto`` when the checkpoint has them) returns the EMA weights under the
+    network's names, with every other network value (BatchNorm statistics) as saved; ``raw``
+    the trained weights. ``ema`` on a checkpoint without EMA weights is an error.
     """
-    for path in glob.glob(os.path.join(folder, ".tmp-*")):
-        os.remove(path)
+    if choice not in ("ema", "raw", "auto"):
+        raise ValueError("eval_weights must be ema, raw or auto, got %r" % (choice,))
+    use_ema = has_ema(saved) if choice == "auto" else choice == "ema"
+    if use_ema and not has_ema(saved):
+        raise ValueError("--eval_weights=ema but checkpoint %s holds no EMA weights (train with "
+                         "--train_config.ema=true, or use --eval_weights=raw)" % path)
+    if not use_ema:
+        return dict(saved), False
+    chosen = {name: value for name, value in saved.items() if not name.startswith(EMA_PREFIX)}
+    for name, value in saved.items():
+        if name.startswith(EMA_PREFIX) and name != UPDATES_NAME:
+            chosen[name[len(EMA_PREFIX):]] = value
+    return chosen, True
 
 
 def _size_text(nbytes):
@@ -114,7 +133,7 @@ def _checkpoint_nbytes(cell, append_dict=None):
 
 
 def save_checkpoint_atomic(cell, path, append_dict=None):
-    """ms.save_checkpoint through src.file_io.atomic_path (flushed and renamed when complete).
+    """ms.save_checkpoint through src.model_utils.file_io.atomic_path (flushed and renamed when complete).
 
     Neither a killed process nor a crashed machine leaves a truncated file under a checkpoint
     name, and a failed save leaves no temporary (MindSpore's own ``.tmp`` included). A full
@@ -165,7 +184,7 @@ def load_network_weights(network, path, filter_weight=False, complete=False, wei
     """Load the network weights in ``path`` (backbone-only, network or training checkpoint).
 
     ``weights`` picks the trained (raw) or EMA weights of a training checkpoint
-    (src.ema.select_weights: ema | raw | auto).
+    (select_weights: ema | raw | auto).
 
     Missing, unexpected and shape-mismatched parameters are reported by name. A shape
     mismatch is an error, except in the heads when ``filter_weight`` is set (fine-tuning to

@@ -19,7 +19,7 @@ What is determined, and so what the tests compare:
   two boxes whose scores are within noise, changes its neighbours' scores by factors up to
   exp(-1 / sigma) (0.14 at sigma 0.5): the records of two arithmetics are compared with soft-NMS
   off (``NO_SOFT_NMS``), where each record is one detection. Soft-NMS itself is tested on
-  given boxes (test_soft_nms.py).
+  given boxes (tests/infer/test_soft_nms.py).
 
 Tie rule: a detection present in one list and not the other (above the cut-off) must sit on a
 pixel whose score differs from its largest neighbour's by at most ``2 * score_atol`` in the
@@ -129,7 +129,7 @@ class PredictionLog:
     """Records every (image id, input, detections) of an entry script's ``detect_images`` run.
 
     ``install(monkeypatch, module)`` wraps ``module.detect_images`` (eval.py or
-    tools/detect_images.py) so that each ``predict(input, meta)`` call is kept; the inputs show
+    src/infer/folder.py, behind tools/detect_images.py) so that each ``predict(input, meta)`` call is kept; the inputs show
     the two runs pre-processed alike, the detections are compared with the tie rule.
     """
 

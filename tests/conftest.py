@@ -1,7 +1,12 @@
-"""Shared fixtures: repo root on sys.path, a small synthetic COCO set, its MindRecord, configs.
+"""Shared fixtures: a small synthetic COCO set, its MindRecord, configs.
 
 The small network (``SMALL``, ``SMALL_TRAIN``) and the spelling of overrides as arguments
-(``override_args``) or a yaml file (``override_yaml``) live here only; tests import them.
+(``override_args``) live in testkit/small_network.py (bench/ uses them too); tests import them
+from here, with the yaml spelling (``override_yaml``).
+
+The repository root is importable by pytest.ini's ``pythonpath = .``; subprocesses (launchers,
+tools, benchmarks run as scripts) get it through PYTHONPATH, as an editable install
+(scripts/setup_env.sh) gives it to a user's shell.
 
 ``synthetic_coco`` and ``synthetic_mindrecord`` are session-scoped (one copy per xdist
 worker) and must be treated as read-only; tests that modify data copy it to tmp_path.
@@ -12,20 +17,27 @@ locally but fails under CI=true, where CI installs them, so a broken install can
 """
 import collections
 import importlib
-import json
 import os
 import shutil
-import sys
 
+import cv2
 import mindspore as ms
 import pytest
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from testkit.small_network import (SMALL, SMALL_RES, SMALL_TRAIN, SYNTHETIC_CLASSES,  # noqa: F401  (tests import them
+                                   override_args)                                      # from here)
 
-SYNTHETIC_TRAIN, SYNTHETIC_VAL, SYNTHETIC_SEED, SYNTHETIC_CLASSES = 24, 8, 0, 5
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+os.environ["PYTHONPATH"] = os.pathsep.join([ROOT] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep)
+                                                     if p and p != ROOT])
+# OpenCV single-threaded in the test processes: a test process runs many things in turn, and a
+# training pipeline worker forked from a process whose OpenCV pool has threads hangs for ever in
+# cv2.setNumThreads (TrainTransform's first call): the pool's threads do not exist in the child.
+# train.py forks its workers before any OpenCV work, so only a long-lived process meets this.
+cv2.setNumThreads(1)
+
+SYNTHETIC_TRAIN, SYNTHETIC_VAL, SYNTHETIC_SEED = 24, 8, 0
 # Small images keep generation, conversion and the pipeline tests fast.
 SYNTHETIC_OPTIONS = {"min_side": 96, "max_side": 192, "min_obj": 16, "max_obj": 64, "max_objects": 4}
 
@@ -61,30 +73,6 @@ def require_module(name, why):
         return importlib.import_module(name)
     except ImportError as e:
         missing("cannot import %s (%s): %s" % (name, e, why))
-
-
-# The small network of the tests: ResNet with one BasicBlock per stage, for the synthetic set's 5 classes.
-SMALL = {"net_config.block_type": "BasicBlock", "net_config.block_class": [1, 1, 1, 1],
-         "dataset_config.num_classes": SYNTHETIC_CLASSES}
-# Its input size: a multiple of 32 that compiles in seconds.
-SMALL_RES = [128, 128]
-# A small training run on CPU: a step takes well under a second.
-SMALL_TRAIN = dict(SMALL, **{"device_target": "CPU", "dataset_config.input_res_train": SMALL_RES,
-                             "train_config.batch_size": 2, "num_parallel_workers": 1})
-
-
-def _override_text(value):
-    """Command-line text of an override value (YAML flow syntax for lists)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return json.dumps(list(value), separators=(",", ":"))
-    return str(value)
-
-
-def override_args(overrides):
-    """--key=value command-line arguments of an overrides dict ({"net_config.head_conv": 32})."""
-    return ["--%s=%s" % (key, _override_text(value)) for key, value in overrides.items()]
 
 
 def override_yaml(overrides):

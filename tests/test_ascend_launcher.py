@@ -8,13 +8,13 @@ import sys
 
 import pytest
 
-from ops_support import ROOT, env, read_text
+from testkit.ops_support import ROOT, env, read_text
 
 LAUNCHER = os.path.join(ROOT, "scripts", "ascend_distributed_launcher")
 sys.path.insert(0, LAUNCHER)
 import get_distribute_train_cmd as gen  # noqa: E402
 
-DATA = os.path.join(ROOT, "tests", "data")
+DATA = os.path.join(ROOT, "tests", "rank_tables")
 RECIPE = os.path.join(ROOT, "coco_recipe_config.yaml")
 TABLE_2P, TABLE_8P = os.path.join(DATA, "rank_table_2p.json"), os.path.join(DATA, "rank_table_8p.json")
 TABLE_16P = os.path.join(DATA, "rank_table_16p_2servers.json")

@@ -7,7 +7,7 @@ from mindspore import Tensor, nn
 
 from src.centernet_det import (CenterNetDet, CenterNetLossCell, CenterNetTrainStep, bilinear_kernel,
                                bilinear_up_weight)
-from src.deform_conv import ModulatedDeformConv2d
+from src.network.deform_conv import ModulatedDeformConv2d
 from conftest import SMALL as SMALL_NET, override_args
 from src.model_utils.config import get_config
 

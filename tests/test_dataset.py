@@ -1,6 +1,7 @@
 """src/dataset.py: COCO -> MindRecord conversion, the converted layout and the command line."""
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -10,8 +11,8 @@ import numpy as np
 import pytest
 
 from src import dataset as D
-from src.coco import DataError
-from src.train_targets import _as_objects
+from src.data.coco import DataError
+from src.data.train_targets import _as_objects
 from data_helpers import load_json as _load, mindrecord_rows as _rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -249,6 +250,11 @@ def _alive(pid):
         return False
 
 
+def _conversion_temporary(name):
+    """The hidden folder of a conversion of prefix p.mind: .tmp-<pid>-p.mind-<random> (src.model_utils.file_io)."""
+    return re.match(r"^\.tmp-\d+-p\.mind-", name) is not None
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the worker processes")
 def test_killed_converter_workers_end_quietly_and_the_next_run_removes_its_folder(synthetic_coco, tmp_path):
     """Fault: the converter killed mid-run (SIGKILL) | its workers end with it without a traceback; the next conversion of the prefix removes the hidden partial folder and reports it."""
@@ -257,7 +263,7 @@ def test_killed_converter_workers_end_quietly_and_the_next_run_removes_its_folde
     script.write_text(_SLOW_CONVERSION % (ROOT, synthetic_coco.train_ann, synthetic_coco.train_images, out))
     proc = subprocess.Popen([sys.executable, str(script)], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 60
-    while time.time() < deadline and not (os.path.isdir(out) and any(n.startswith(".tmp-p.mind-") for n in
+    while time.time() < deadline and not (os.path.isdir(out) and any(_conversion_temporary(n) for n in
                                                                        os.listdir(out)) and _children(proc.pid)):
         time.sleep(0.1)
     time.sleep(1.0)                                   # the workers are reading
@@ -270,7 +276,7 @@ def test_killed_converter_workers_end_quietly_and_the_next_run_removes_its_folde
         time.sleep(0.1)
     assert not any(_alive(w) for w in workers), "workers outlived the killed converter"
     assert "Traceback" not in stderr and "BrokenPipeError" not in stderr, stderr
-    stale = [n for n in os.listdir(out) if n.startswith(".tmp-p.mind-")]
+    stale = [n for n in os.listdir(out) if _conversion_temporary(n)]
     assert len(stale) == 1
     summary = D.coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, out, "p.mind", shards=1,
                                    workers=1)

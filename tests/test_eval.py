@@ -15,9 +15,10 @@ import eval as eval_script
 from agreement import PredictionLog, assert_runs_agree
 from eval_helpers import (FIXED, SMALL, argv, file_names, perfect_predictor,
                           pseudo_ground_truth, small_checkpoint)
-from src.coco import CocoData
-from src.evaluation import STAT_NAMES, coco_evaluate
-from src.inference import EvalSettings, build_eval_network, detect_images
+from src.data.coco import CocoData
+from src.infer.coco_eval import STAT_NAMES, coco_evaluate
+from src.infer.detect import EvalSettings, detect_images
+from src.infer.detector import build_eval_network
 from src.model_utils.config import get_config
 
 

@@ -12,7 +12,7 @@ import export as export_script
 from conftest import SYNTHETIC_CLASSES, make_config
 from agreement import assert_detections_agree, score_maps
 from eval_helpers import FIXED, argv, small_checkpoint
-from src.inference import build_eval_network, dynamic_input
+from src.infer.detector import build_eval_network, dynamic_input
 from src.utils import CheckpointError
 from tools import infer_mindir
 

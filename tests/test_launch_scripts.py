@@ -11,7 +11,7 @@ import socket
 
 import pytest
 
-from ops_support import PYTHON, ROOT, TINY, read_text, run, wait_for
+from testkit.ops_support import PYTHON, ROOT, TINY, read_text, run, wait_for
 
 SCRIPTS = os.path.join(ROOT, "scripts")
 TRAIN_SCRIPTS = ["run_standalone_train_ascend.sh", "run_standalone_train_gpu.sh", "run_standalone_train_cpu.sh",
@@ -73,7 +73,7 @@ def test_relative_paths_are_resolved_from_the_calling_folder(synthetic_mindrecor
 
 def test_rank_table_script_refuses_a_host_without_the_devices(synthetic_mindrecord, tmp_path):
     """Bad input: a rank table whose devices this host does not have | the Ascend launcher stops saying no Ascend device was found and the launch commands could not be generated."""
-    table = os.path.join(ROOT, "tests", "data", "rank_table_8p.json")
+    table = os.path.join(ROOT, "tests", "rank_tables", "rank_table_8p.json")
     result = _script("run_distributed_train_ascend.sh", synthetic_mindrecord.mindrecord_dir, table,
                      extra_env={"OUTPUT_DIR": str(tmp_path / "out")})
     assert result.returncode == 2
@@ -83,7 +83,7 @@ def test_rank_table_script_refuses_a_host_without_the_devices(synthetic_mindreco
 
 def test_rank_table_script_passes_the_server_id(synthetic_mindrecord, tmp_path):
     """SERVER_ID picks this host's server of a multi-server table (here one the table lacks)."""
-    table = os.path.join(ROOT, "tests", "data", "rank_table_16p_2servers.json")
+    table = os.path.join(ROOT, "tests", "rank_tables", "rank_table_16p_2servers.json")
     result = _script("run_distributed_train_ascend.sh", synthetic_mindrecord.mindrecord_dir, table,
                      extra_env={"OUTPUT_DIR": str(tmp_path / "out"), "SERVER_ID": "10.9.9.9", "DEVICE_COUNT": "8"})
     assert result.returncode == 2
@@ -92,7 +92,7 @@ def test_rank_table_script_passes_the_server_id(synthetic_mindrecord, tmp_path):
 
 def test_rank_table_script_reports_failed_ranks(synthetic_mindrecord, tmp_path):
     """With DEVICE_COUNT faking 2 devices the ranks start, fail (no Ascend here) and the job fails."""
-    table = os.path.join(ROOT, "tests", "data", "rank_table_2p.json")
+    table = os.path.join(ROOT, "tests", "rank_tables", "rank_table_2p.json")
     result = _script("run_distributed_train_ascend.sh", synthetic_mindrecord.mindrecord_dir, table,
                      extra_env={"OUTPUT_DIR": str(tmp_path / "out"), "DEVICE_COUNT": "2", "FOREGROUND": "1"},
                      timeout=300)

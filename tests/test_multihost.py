@@ -16,7 +16,7 @@ import signal
 import mindspore as ms
 import numpy as np
 
-from ops_support import (LEARN_FAST, TINY, check_disjoint_shares, csv_rows, finish_all, mindrecord_image_ids,
+from testkit.ops_support import (LEARN_FAST, TINY, check_disjoint_shares, csv_rows, finish_all, mindrecord_image_ids,
                          rank_pid, read_csv, read_text, start_two_hosts, wait_for)
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from src.post_process import coco_records, merge_outputs, post_process_image
-from src.soft_nms import SoftNMS
+from src.infer.soft_nms import SoftNMS
 
 # A 100x100 square centred at (50, 40) on a 25x25 map: 4 image pixels per map pixel, map (0, 0) at image (0, -10).
 META = {"c": [50.0, 40.0], "s": [100.0, 100.0], "out_height": 25, "out_width": 25}

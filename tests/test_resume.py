@@ -18,11 +18,12 @@ import numpy as np
 import pytest
 
 import train
-from ops_support import PYTHON, ROOT, TINY, csv_rows, env, finish, read_csv, read_text, start_train, wait_for
+from testkit.ops_support import PYTHON, ROOT, TINY, csv_rows, env, finish, read_csv, read_text, start_train, wait_for
 from src.model_utils.config import get_config
-from src.trainer import Trainer
+from src.train.trainer import Trainer
+from src.model_utils.file_io import remove_stale_temporaries
 from src.utils import (checkpoint_name, checkpoint_position, list_checkpoints, load_train_state, read_checkpoint,
-                       remove_stale_temporaries, save_checkpoint_atomic)
+                       save_checkpoint_atomic)
 
 # Warm-up then polynomial decay: every step has its own learning rate, so a schedule restarted
 # at the wrong step would show in the lr column.

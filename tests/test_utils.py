@@ -3,6 +3,7 @@ import errno
 import logging
 import os
 import re
+import subprocess
 
 import mindspore as ms
 import numpy as np
@@ -12,9 +13,9 @@ from mindspore import Tensor, nn
 from src.centernet_det import CenterNetDet, CenterNetLossCell, CenterNetTrainStep
 from conftest import SMALL as SMALL_NET, override_args
 from src.model_utils.config import get_config
+from src.model_utils.file_io import remove_stale_temporaries
 from src.utils import (CheckpointError, build_optimizer, checkpoint_name, list_checkpoints, load_network_weights,
-                       load_train_state, prune_checkpoints, remove_stale_temporaries, save_checkpoint_atomic,
-                       split_decay_params)
+                       load_train_state, prune_checkpoints, save_checkpoint_atomic, split_decay_params)
 
 SMALL = override_args(SMALL_NET)
 
@@ -28,14 +29,19 @@ def test_atomic_save_listing_and_pruning(tmp_path):
     net = nn.Dense(2, 2)
     for epoch, step in ((1, 5), (2, 3), (1, 10), (10, 1)):
         save_checkpoint_atomic(net, str(tmp_path / checkpoint_name(epoch, step)))
-    (tmp_path / ".tmp-99-checkpoint_centernet-11_1.ckpt").write_bytes(b"half")  # a killed save
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a process that has ended: its pid names the killed save's temporaries
+    (tmp_path / (".tmp-%d-checkpoint_centernet-11_1.ckpt" % gone.pid)).write_bytes(b"half")  # a killed save
+    (tmp_path / (".tmp-%d-checkpoint_centernet-11_1.ckpt.tmp" % gone.pid)).write_bytes(b"half")  # MindSpore's own
+    live = tmp_path / (".tmp-%d-checkpoint_centernet-12_1.ckpt" % os.getpid())
+    live.write_bytes(b"being written")  # a save in progress (this process) is not stale
     names = [os.path.basename(p) for p in list_checkpoints(str(tmp_path))]
     assert names == ["checkpoint_centernet-1_5.ckpt", "checkpoint_centernet-1_10.ckpt",
                      "checkpoint_centernet-2_3.ckpt", "checkpoint_centernet-10_1.ckpt"]
     prune_checkpoints(str(tmp_path), 2)
     assert [os.path.basename(p) for p in list_checkpoints(str(tmp_path))] == names[2:]
-    remove_stale_temporaries(str(tmp_path))
-    assert not [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")]
+    assert len(remove_stale_temporaries(str(tmp_path))) == 2
+    assert [n for n in os.listdir(tmp_path) if n.startswith(".tmp-")] == [live.name]
 
 
 def test_decay_rule_excludes_bias_and_bn():

@@ -13,9 +13,8 @@ import os
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from src.file_io import write_text_atomic  # noqa: E402  (after the sys.path fix above)
+from src.model_utils.file_io import write_text_atomic
 
 TABLE_PATH = os.path.join(ROOT, "docs", "ROBUSTNESS.md")
 KINDS = ("Bad input", "Fault")

@@ -2,7 +2,7 @@
 import logging
 import os
 
-from . import local_adapter, moxing_adapter
+from src.model_utils import local_adapter, moxing_adapter
 
 
 def _adapter(config):
@@ -44,7 +44,7 @@ def set_device(config, device_target=None, device_id=None):
     ``config`` None or their own options object.
     """
     import mindspore as ms
-    from .config import ConfigError
+    from src.model_utils.config import ConfigError
     target = device_target or config.device_target
     ms.set_context(mode=ms.GRAPH_MODE)
     try:

@@ -56,8 +56,8 @@ def entry_main(script, run, argv=None, modelarts=True):
     Errors are reported as ``guarded`` does. ``modelarts`` wraps ``run`` in the ModelArts
     copies when ``enable_modelarts`` is set.
     """
-    from .config import get_config
-    from .moxing_adapter import moxing_wrapper
+    from src.model_utils.config import get_config
+    from src.model_utils.moxing_adapter import moxing_wrapper
     setup_logging()
 
     def action():

@@ -20,8 +20,8 @@ import logging
 import os
 import time
 
-from ..file_io import write_text_atomic
-from .local_adapter import get_device_id, get_device_num, get_rank_id  # ModelArts sets the same variables
+from src.model_utils.file_io import write_text_atomic
+from src.model_utils.local_adapter import get_device_id, get_device_num, get_rank_id  # ModelArts sets the same variables
 
 logger = logging.getLogger(__name__)
 

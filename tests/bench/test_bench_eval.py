@@ -1,15 +1,12 @@
 """bench/bench_eval.py: the post-processing figure is the per-stage, per-image median over runs."""
 import os
-import sys
 import types
 
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-
-import bench_eval  # noqa: E402
-from src import soft_nms  # noqa: E402
+from bench import bench_eval
+from src.infer import soft_nms
 
 
 def _fake_clock(images, run_scales):

@@ -9,11 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-
-import bench_keep_res  # noqa: E402
-import run_all  # noqa: E402
+from bench import bench_keep_res, run_all
+from conftest import ROOT
 
 
 def _doc(root):

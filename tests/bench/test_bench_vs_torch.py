@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from tests.tools.official_centernet_torch import modulated_deform_conv, modulated_deform_conv_grid
+from testkit.official_centernet_torch import modulated_deform_conv, modulated_deform_conv_grid
 
 
 @pytest.mark.parametrize("height, width", [(7, 9), (16, 16)])

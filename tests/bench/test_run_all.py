@@ -3,10 +3,8 @@ import json
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "bench"))
-
-import run_all  # noqa: E402
+from bench import run_all
+from conftest import ROOT
 
 # A child that holds ~150 MB and starts a grandchild holding ~100 MB at the same time.
 ALLOCATE = """

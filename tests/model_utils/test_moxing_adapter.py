@@ -7,14 +7,12 @@ import sys
 import mindspore as ms
 import pytest
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from ops_support import PYTHON, ROOT, TINY, read_text, run  # noqa: E402
-
-import train  # noqa: E402
-from src.centernet_det import CenterNetDet  # noqa: E402
-from src.model_utils import moxing_adapter as ma  # noqa: E402
-from src.model_utils.config import get_config  # noqa: E402
-from src.model_utils.device_adapter import get_device_id, get_device_num, get_rank_id  # noqa: E402
+import train
+from src.centernet_det import CenterNetDet
+from src.model_utils import moxing_adapter as ma
+from src.model_utils.config import get_config
+from src.model_utils.device_adapter import get_device_id, get_device_num, get_rank_id
+from testkit.ops_support import PYTHON, ROOT, TINY, read_text, run
 
 FAKE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fake_moxing")
 
@@ -184,13 +182,14 @@ def test_train_on_modelarts_with_profiler(synthetic_mindrecord, tmp_path, modela
 
 def test_dataset_conversion_on_modelarts(synthetic_coco, tmp_path, modelarts_env):
     """src/dataset.py as a ModelArts startup file: the COCO folder copied in from data_url, the
-    MindRecord files written below output_path and copied out to train_url."""
+    MindRecord files written below output_path and copied out to train_url. The code folder is on
+    PYTHONPATH (the job's environment) as the editable install puts it on a user's."""
     cache, train_url = tmp_path / "cache", tmp_path / "bucket_out"
     argv = ["--enable_modelarts=true", "--data_url=%s" % synthetic_coco.root, "--train_url=%s" % train_url,
             "--data_path=%s" % (cache / "data"), "--output_path=%s" % (cache / "out"),
             "--mindrecord_dir=mindrecord", "--mindrecord_shards=2", "--convert_workers=1"]
     result = run([PYTHON, os.path.join(ROOT, "src", "dataset.py")] + argv, 300,
-                 extra_env=dict(modelarts_env, PYTHONPATH=FAKE))
+                 extra_env=dict(modelarts_env, PYTHONPATH=os.pathsep.join([FAKE, ROOT])))
     assert result.returncode == 0, result.stderr[-4000:]
     assert "converted %d images" % synthetic_coco.num_train in result.stdout
     written = sorted(os.listdir(train_url / "mindrecord"))

@@ -1,13 +1,12 @@
 """Official CenterNet / torchvision checkpoint conversion: layouts, numerical equivalence, bad input.
 
 The equivalence tests build a PyTorch CenterNet ResNet-DCN with the official parameter names
-and DCNv2 semantics (tests/tools/official_centernet_torch.py), give it random weights, BN
+and DCNv2 semantics (testkit/official_centernet_torch.py), give it random weights, BN
 statistics and deformable offsets, save it as the official code does, convert the file with
 the tool and compare our MindSpore network's heads and decoded detections with PyTorch's.
 They need PyTorch (a test dependency): skipped without it, failed under CI=true.
 """
 import argparse
-import importlib.util
 import logging
 import os
 import subprocess
@@ -21,10 +20,10 @@ from mindspore import Tensor, nn
 from conftest import require_module
 from src.centernet_det import CenterNetDet
 from src.decode import CenterNetDetEval, DetectionDecode
-from src.deform_conv import ModulatedDeformConv2d
+from src.network.deform_conv import ModulatedDeformConv2d
 from src.model_utils.config import get_config
 from src.post_process import post_process_image
-from src.soft_nms import SoftNMS
+from src.infer.soft_nms import SoftNMS
 from src.utils import CheckpointError, load_network_weights
 from tools import convert_official_ckpt as conv
 
@@ -40,11 +39,8 @@ DEPTH_FLAGS = {18: R18_FLAGS, 101: []}  # default_config.yaml is ResNet-101
 def ref():
     """The PyTorch reference module (conftest.require_module: torch missing skips, or fails under CI=true)."""
     require_module("torch", "runs the official PyTorch CenterNet the conversion is checked against")
-    spec = importlib.util.spec_from_file_location("official_centernet_torch",
-                                                  os.path.join(HERE, "official_centernet_torch.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from testkit import official_centernet_torch
+    return official_centernet_torch
 
 
 @pytest.fixture(scope="module")

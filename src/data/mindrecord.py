@@ -1,0 +1,77 @@
+"""The layout of a converted dataset: MindRecord schema, shard names and the meta sidecar.
+
+``src/dataset.py`` writes it (COCO -> MindRecord), the training pipeline
+(``src.data.train_data``), the trainer and the training log read it.
+"""
+import json
+import os
+import re
+
+META_SUFFIX = ".meta.json"
+SCHEMA = {
+    "image": {"type": "bytes"},
+    "image_id": {"type": "int64"},
+    "bboxes": {"type": "float32", "shape": [-1, 4]},
+    "category_id": {"type": "int32", "shape": [-1]},
+    "iscrowd": {"type": "int32", "shape": [-1]},
+}
+
+
+def configured_prefix(prefix=None):
+    """``prefix``, or when none is given the ``mindrecord_prefix`` of default_config.yaml."""
+    if prefix:
+        return prefix
+    from src.model_utils.config import DEFAULT_CONFIG_PATH, load_yaml
+    return load_yaml(DEFAULT_CONFIG_PATH)[0]["mindrecord_prefix"]
+
+
+def meta_path(mindrecord_dir, prefix):
+    """The sidecar of dataset ``prefix``: written last, so its presence means the shards are complete."""
+    return os.path.join(mindrecord_dir, prefix + META_SUFFIX)
+
+
+def over_max_objs(objects_per_image, max_objs):
+    """(images with more than ``max_objs`` objects, objects beyond the limit) of a {count: images} histogram."""
+    over = {int(n): int(k) for n, k in objects_per_image.items() if int(n) > max_objs}
+    return sum(over.values()), sum((n - max_objs) * k for n, k in over.items())
+
+
+def read_meta(mindrecord_dir, prefix=None):
+    """The sidecar meta dict of a converted dataset, or None when the dataset has none."""
+    path = meta_path(mindrecord_dir, configured_prefix(prefix))
+    if not os.path.isfile(path):
+        return None
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            return json.load(f)
+    except ValueError as err:
+        raise ValueError("malformed MindRecord meta file %s: %s" % (path, err)) from err
+
+
+def mindrecord_files(mindrecord_dir, prefix=None):
+    """Ordered shard paths of dataset ``prefix`` in ``mindrecord_dir`` (from the meta file if any)."""
+    prefix = configured_prefix(prefix)
+    if not os.path.isdir(mindrecord_dir):
+        raise FileNotFoundError("MindRecord folder not found: %s" % mindrecord_dir)
+    meta = read_meta(mindrecord_dir, prefix)
+    if meta is not None:
+        files = [os.path.join(mindrecord_dir, n) for n in meta["files"]]
+        missing = [f for f in files if not os.path.isfile(f)]
+        if missing:
+            raise FileNotFoundError("MindRecord shard %s listed in %s is missing"
+                                    % (missing[0], meta_path(mindrecord_dir, prefix)))
+        return files
+    pattern = re.compile(r"^%s(\d*)$" % re.escape(prefix))
+    found = sorted(((int(m.group(1) or -1), n) for n in os.listdir(mindrecord_dir)
+                    for m in [pattern.match(n)] if m))
+    if not found:
+        raise FileNotFoundError("no MindRecord files with prefix %r in %s (convert COCO with src/dataset.py first)"
+                                % (prefix, mindrecord_dir))
+    return [os.path.join(mindrecord_dir, n) for _, n in found]
+
+
+def dataset_size(mindrecord_dir, prefix=None):
+    """Number of rows (images) of a converted dataset."""
+    import mindspore.dataset as ds
+    files = mindrecord_files(mindrecord_dir, prefix)
+    return ds.MindDataset(files, columns_list=["image_id"], shuffle=False).get_dataset_size()

@@ -1,0 +1,142 @@
+"""Atomic file output: every file the project writes appears complete under its name, or not at all.
+
+A writer works on a hidden temporary beside the target (same folder, so the rename is atomic on
+one file system); the temporary is flushed to disk and renamed onto the target only when the
+writer succeeded, and removed when it failed.
+
+Every temporary, file or folder, is named ``.tmp-<pid>-<name>...`` after the process that
+writes it and the target it stands for; ``remove_stale_temporaries`` deletes those of processes
+that are gone (a run killed mid-write), whoever wrote them (checkpoints, MindRecord shards).
+"""
+import contextlib
+import glob
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+
+logger = logging.getLogger(__name__)
+_TEMPORARY = re.compile(r"^\.tmp-(\d+)-")
+
+
+def fsync_path(path, directory=False):
+    """Flush ``path`` (a file, or a folder's entries with ``directory``) to disk."""
+    fd = os.open(path, os.O_RDONLY | (os.O_DIRECTORY if directory else 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def temporary_name(path, suffix=""):
+    """Hidden name beside ``path`` that identifies this process: ``.tmp-<pid>-<name><suffix>``."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, ".tmp-%d-%s%s" % (os.getpid(), name, suffix))
+
+
+def temporary_folder(path):
+    """A new hidden folder beside ``path`` for output that cannot be written under temporary names:
+    ``.tmp-<pid>-<name>-<random>`` (see ``publish_folder``)."""
+    folder, name = os.path.split(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    return tempfile.mkdtemp(prefix=".tmp-%d-%s-" % (os.getpid(), name), dir=folder)
+
+
+def process_alive(pid):
+    """Whether process ``pid`` exists (one of another user counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder, name=""):
+    """Delete the temporaries ``.tmp-<pid>-<name>*`` in ``folder`` (files and folders) whose process is gone.
+
+    A run killed while writing leaves them (a partial checkpoint, MindSpore's own ``.tmp`` beside
+    it, a conversion's partial shards); they never count as output. Temporaries of a live
+    process are kept. Returns the removed paths, sorted.
+    """
+    if not os.path.isdir(folder):
+        return []
+    removed = []
+    for entry in sorted(os.listdir(folder)):
+        match = _TEMPORARY.match(entry)
+        if not match or not entry[match.end():].startswith(name) or process_alive(int(match.group(1))):
+            continue
+        path = os.path.join(folder, entry)
+        if os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.remove(path)
+        logger.warning("removed %s, left by a process that was killed", path)
+        removed.append(path)
+    return removed
+
+
+@contextlib.contextmanager
+def atomic_path(path, suffix="", durable=False):
+    """Yield a temporary path to write; rename it onto ``path`` when the block succeeds.
+
+    ``suffix`` ends the temporary name (for writers that insist on an extension). With
+    ``durable`` the file and its folder are fsync'ed, so a machine crash leaves the old file or
+    the new one. On any failure the temporary (and anything a writer added to its name) is
+    removed and the error propagates.
+    """
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    tmp = temporary_name(path, suffix)
+    try:
+        yield tmp
+        if not os.path.isfile(tmp):
+            raise OSError("nothing was written to %s (temporary %s missing)" % (path, tmp))
+        if durable:
+            fsync_path(tmp)
+        os.replace(tmp, path)
+        if durable:
+            fsync_path(folder, directory=True)
+    finally:
+        for leftover in glob.glob(glob.escape(tmp) + "*"):
+            if os.path.isfile(leftover):
+                os.remove(leftover)
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` (utf-8) to ``path`` atomically; returns ``path``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return path
+
+
+def write_json_atomic(path, obj, indent=None):
+    """json.dump ``obj`` to ``path`` atomically (compact unless ``indent``); returns ``path``."""
+    separators = (",", ":") if indent is None else (",", ": ")
+    return write_text_atomic(path, json.dumps(obj, indent=indent, separators=separators))
+
+
+def write_array_atomic(path, array):
+    """Write the raw bytes of a numpy array (``ndarray.tofile``) to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        array.tofile(tmp)
+    return path
+
+
+def publish_folder(tmp_dir, folder, last):
+    """Move every file of the finished temporary folder ``tmp_dir`` into ``folder``, ``last`` after the others.
+
+    For outputs of several files that name each other and so cannot be written under
+    temporary names (MindRecord shards and their index): they are written complete in a
+    hidden folder inside ``folder`` and renamed into place; readers take the presence of
+    ``last`` as the sign that the set is complete.
+    """
+    names = sorted(os.listdir(tmp_dir))
+    if last not in names:
+        raise OSError("nothing to publish: %s is missing from %s" % (last, tmp_dir))
+    for name in [n for n in names if n != last] + [last]:
+        os.replace(os.path.join(tmp_dir, name), os.path.join(folder, name))
