@@ -1,5 +1,5 @@
 #!/bin/bash
-# The whole system on built-in data, on the CPU, in about 5 minutes on 2 idle cores:
+# The whole system on built-in data, on the CPU, in about 6.5 minutes on 2 idle cores:
 #   1. generate the synthetic COCO-format dataset (tools/make_synthetic_coco.py)
 #   2. convert its training split to MindRecord (src/dataset.py)
 #   3. train the small CenterNet of quick_start_config.yaml (train.py)
