@@ -495,10 +495,8 @@ def write_markdown(path, results):
         if name in results:
             lines.append("| %s | %s | %s |" % (name, results[name]["date"],
                                               ", ".join("%.2f" % v for v in results[name]["load_average"])))
-    notes = os.path.join(ROOT, "docs", "performance_notes.md")
-    if os.path.exists(notes):
-        with open(notes, encoding="utf-8") as f:
-            lines += ["", f.read().rstrip()]
+    lines += ["", "How to read these figures, where the time goes and what was tried to lower it: "
+              "[performance_notes.md](performance_notes.md)."]
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
