@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from bench import bench_keep_res, run_all
+from bench import bench_keep_res, report
 from conftest import ROOT
 
 
@@ -55,7 +55,7 @@ def test_run_all_reports_the_keep_res_figures(tmp_path):
                                 "shapes": {"512x672": {"dynamic_s": 1.1, "static_s": 1.0, "ratio": 1.1}}}},
         "date": "2026-12-03 14:00", "load_average": [1.0, 1.0, 1.0], "repeats": 3}}
     path = str(tmp_path / "PERFORMANCE.md")
-    run_all.write_markdown(path, recorded)
+    report.write_markdown(path, recorded)
     text = open(path, encoding="utf-8").read()
     assert "| 1.23 (100.0 s / 81.0 s; whole processes 1.20) |" in text
     assert "9.5 s / 4.2 s" in text and "1.100 s / 1.000 s (ratio 1.10)" in text

@@ -3,7 +3,7 @@ import json
 import os
 import sys
 
-from bench import run_all
+from bench import report, run_all
 from conftest import ROOT
 
 # A child that holds ~150 MB and starts a grandchild holding ~100 MB at the same time.
@@ -48,7 +48,7 @@ RECORDED = {
 
 def test_markdown_lists_each_recorded_figure_with_its_command(tmp_path):
     path = str(tmp_path / "PERFORMANCE.md")
-    run_all.write_markdown(path, RECORDED)
+    report.write_markdown(path, RECORDED)
     text = open(path, encoding="utf-8").read()
     assert "## Machines" in text and "| not recorded |" in text
     assert "4.00 s (0.5 images/s)" in text and "`python bench/bench_train.py --batch_size=2`" in text
@@ -91,7 +91,7 @@ def test_only_the_named_benchmarks_run_and_the_others_keep_their_figures(tmp_pat
 
 def _readme(tmp_path):
     path = tmp_path / "README.md"
-    path.write_text("# intro\n%s\nold table\n%s\nafter\n" % (run_all.README_BEGIN, run_all.README_END))
+    path.write_text("# intro\n%s\nold table\n%s\nafter\n" % (report.README_BEGIN, report.README_END))
     return path
 
 
@@ -101,9 +101,9 @@ def test_readme_figures_are_the_recorded_ones():
         results = json.load(f)
     with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
         readme = f.read()
-    block = run_all.readme_block(results)
+    block = report.readme_block(results)
     assert block in readme
-    assert readme.count(run_all.README_BEGIN) == 1 and "| figure | measured | CPU, date (UTC) |" in block
+    assert readme.count(report.README_BEGIN) == 1 and "| figure | measured | CPU, date (UTC) |" in block
 
 
 
@@ -143,7 +143,7 @@ def test_dcn_and_torch_comparison_rows(tmp_path):
                      "date": "2026-12-03 10:10", "load_average": [1.0, 1.0, 1.0], "repeats": 3},
     }
     path = str(tmp_path / "PERFORMANCE.md")
-    run_all.write_markdown(path, recorded)
+    report.write_markdown(path, recorded)
     text = open(path, encoding="utf-8").read()
     assert "deformable conv r101 dcn1, 2048->256 channels at 16x16" in text
     assert "forward (batch 1) 53 / 120 ms; forward+backward (batch 2) 274 / 1196 ms" in text
@@ -164,7 +164,7 @@ def test_fold_fidelity_rows(tmp_path):
                       "folded": net(1.17e-4, 1.0)}}]},
         "date": "2026-12-06 10:00", "load_average": [1.0, 1.0, 1.0], "repeats": 3}}
     path = str(tmp_path / "PERFORMANCE.md")
-    run_all.write_markdown(path, recorded)
+    report.write_markdown(path, recorded)
     text = open(path, encoding="utf-8").read()
     assert "float32 error against float64, ResNet-101-DCN, 8 images (scikit-image photos)" in text
     assert "hm logits 99th percentile 1.29e-04 / 1.18e-04 / 1.17e-04; top-20 boxes within 0.15 px " \
