@@ -50,10 +50,10 @@ def test_folder_lock_dies_with_its_process(tmp_path):
     import sys
     from src.model_utils.file_io import FolderLock
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    holder = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom src.model_utils.file_io import FolderLock\n"
-                               "lock = FolderLock(sys.argv[1]).acquire()\nprint('locked', flush=True)\ntime.sleep(600)",
-                               str(tmp_path)], cwd=root, stdout=subprocess.PIPE, text=True,
-                              env=dict(os.environ, PYTHONPATH=root))
+    script = ("import sys, time\nfrom src.model_utils.file_io import FolderLock\n"
+              "lock = FolderLock(sys.argv[1]).acquire()\nprint('locked', flush=True)\ntime.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], cwd=root, stdout=subprocess.PIPE,
+                              text=True, env=dict(os.environ, PYTHONPATH=root))
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(OSError, match="pid %d" % holder.pid):
