@@ -43,8 +43,11 @@ def run_train(cfg):
         rank, group_size = init_distributed(cfg)
         setup_logging(cfg.log_level, rank=rank if group_size > 1 else None)
         logger.info("rank %d of %d, pid %d, device %s", rank, group_size, os.getpid(), cfg.device_target)
-        trainer = Trainer(cfg, rank, group_size, process_start=_PROCESS_START)
-        return trainer.run(stop)
+        trainer = Trainer(cfg, rank, group_size, process_start=_PROCESS_START)  # owns its checkpoint folder
+        try:
+            return trainer.run(stop)
+        finally:
+            trainer.close()
 
 
 def main(argv=None):

@@ -187,10 +187,12 @@ def test_kill_inside_a_save_keeps_the_previous_checkpoint_newest(tmp_path):
 @pytest.fixture(name="saved_state")
 def saved_state_fixture(synthetic_mindrecord, tmp_path):
     """A training checkpoint at step 3 of a 6-step TINY run, written without training."""
-    cfg = get_config(TINY + ["--mindrecord_dir=%s" % synthetic_mindrecord.mindrecord_dir, "--train_steps=6"])
+    cfg = get_config(TINY + ["--mindrecord_dir=%s" % synthetic_mindrecord.mindrecord_dir, "--train_steps=6",
+                             "--save_checkpoint_path=%s" % (tmp_path / "writer")])
     trainer = Trainer(cfg, 0, 1)
     path = str(tmp_path / checkpoint_name(1, 3))
     save_checkpoint_atomic(trainer.train_step, path, append_dict=trainer.run_meta(3))
+    trainer.close()
     return path
 
 
@@ -210,8 +212,9 @@ def test_resume_from_another_configuration_is_refused_before_training(saved_stat
     assert not out.exists() or not list(out.rglob("*.ckpt"))
 
 
-def test_resume_state_loads_into_a_fresh_trainer(saved_state, synthetic_mindrecord):
-    cfg = get_config(TINY + ["--mindrecord_dir=%s" % synthetic_mindrecord.mindrecord_dir, "--train_steps=6"])
+def test_resume_state_loads_into_a_fresh_trainer(saved_state, synthetic_mindrecord, tmp_path):
+    cfg = get_config(TINY + ["--mindrecord_dir=%s" % synthetic_mindrecord.mindrecord_dir, "--train_steps=6",
+                             "--save_checkpoint_path=%s" % (tmp_path / "fresh")])
     trainer = Trainer(cfg, 0, 1)
     assert load_train_state(trainer.train_step, saved_state, trainer.run_meta())["data_step"] == 3
 

@@ -59,3 +59,64 @@ def test_bad_input_stops_with_a_named_error(argv, message, synthetic_mindrecord,
     assert train.main(SMALL + ["--save_checkpoint_path=%s" % out] + [a % values for a in argv]) != 0
     assert message in caplog.text
     assert not out.exists() or not list(out.rglob("*.ckpt"))
+
+
+def _snapshot(folder):
+    """name -> bytes of the visible files under ``folder``."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file() and not p.name.startswith(".")}
+
+
+def _one_error(caplog):
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "Traceback" not in caplog.text, caplog.text
+    return errors[0].getMessage()
+
+
+def test_fresh_run_into_a_folder_with_checkpoints_is_refused(synthetic_mindrecord, tmp_path, caplog):
+    """Bad input: a fresh run (no --resume) into a save_checkpoint_path holding an earlier run's checkpoints | exit 2 before training, one line naming the folder, its newest checkpoint, --resume=true and another --save_checkpoint_path; nothing of the earlier run is replaced or deleted."""
+    out = tmp_path / "rep"
+    ckpt_dir = out / "ckpt_0"
+    ckpt_dir.mkdir(parents=True)
+    (ckpt_dir / "checkpoint_centernet-2_2.ckpt").write_bytes(b"the earlier run's step 8")
+    (ckpt_dir / "checkpoint_centernet-1_1.ckpt").write_bytes(b"the earlier run's step 1")
+    (ckpt_dir / "training_log.csv").write_text("step,loss\n8,0.5\n")
+    before = _snapshot(out)
+    argv = SMALL + ["--mindrecord_dir=%s" % synthetic_mindrecord.mindrecord_dir, "--train_steps=2",
+                    "--save_checkpoint_path=%s" % out]
+    assert train.main(argv) == 2
+    message = _one_error(caplog)
+    for part in (str(ckpt_dir), "newest: checkpoint_centernet-2_2.ckpt", "--resume=true", "--save_checkpoint_path"):
+        assert part in message, message
+    assert "training steps" not in caplog.text
+    assert _snapshot(out) == before
+
+
+def test_a_second_run_into_a_folder_in_use_is_refused(synthetic_mindrecord, tmp_path, caplog):
+    """Fault: a second training started with the save_checkpoint_path of a running one | exit 2 before training, one line naming the folder and the running one's pid and host; its checkpoints and its save in progress (.tmp-<pid>-...) are untouched."""
+    import socket
+    import subprocess
+    import sys
+    out = tmp_path / "shared"
+    ckpt_dir = out / "ckpt_0"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom src.model_utils.file_io import FolderLock\n"
+         "lock = FolderLock(sys.argv[1]).acquire()\nprint('locked', flush=True)\ntime.sleep(600)", str(ckpt_dir)],
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))), stdout=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        saving = ckpt_dir / (".tmp-%d-checkpoint_centernet-1_1.ckpt" % holder.pid)
+        saving.write_bytes(b"half a checkpoint")
+        argv = SMALL + ["--mindrecord_dir=%s" % synthetic_mindrecord.mindrecord_dir, "--train_steps=2",
+                        "--save_checkpoint_path=%s" % out]
+        assert train.main(argv) == 2
+        message = _one_error(caplog)
+        assert ("%s is in use by another training run (pid %d on host %s)" % (ckpt_dir, holder.pid,
+                                                                             socket.gethostname())) in message
+        assert "choose another --save_checkpoint_path" in message and "training steps" not in caplog.text
+        assert saving.read_bytes() == b"half a checkpoint" and not list(out.rglob("*.csv"))
+    finally:
+        holder.kill()
+        holder.wait()
+        holder.stdout.close()

@@ -7,14 +7,19 @@ writer succeeded, and removed when it failed.
 Every temporary, file or folder, is named ``.tmp-<pid>-<name>...`` after the process that
 writes it and the target it stands for; ``remove_stale_temporaries`` deletes those of processes
 that are gone (a run killed mid-write), whoever wrote them (checkpoints, MindRecord shards).
+
+``FolderLock`` gives one process the ownership of an output folder for its life.
 """
 import contextlib
+import errno
+import fcntl
 import glob
 import json
 import logging
 import os
 import re
 import shutil
+import socket
 import tempfile
 
 logger = logging.getLogger(__name__)
@@ -140,3 +145,82 @@ def publish_folder(tmp_dir, folder, last):
         raise OSError("nothing to publish: %s is missing from %s" % (last, tmp_dir))
     for name in [n for n in names if n != last] + [last]:
         os.replace(os.path.join(tmp_dir, name), os.path.join(folder, name))
+
+
+class FolderInUseError(OSError):
+    """The folder is locked by another live process (``pid`` on ``host``, None when unreadable)."""
+
+    def __init__(self, message, pid=None, host=None):
+        super().__init__(message)
+        self.pid, self.host = pid, host
+
+    def __str__(self):
+        return self.args[0]
+
+
+class FolderLock:
+    """Exclusive ownership of ``folder``: the file ``.lock`` in it, held with ``fcntl.flock`` until release.
+
+    The lock file holds the owner's pid and host, for the message a second claimant gets. The
+    operating system drops the lock when the owner's process ends, however it ends, so a lock
+    is never stale; the file itself stays (it means nothing without the lock). ``flock`` is
+    per open file, so a second FolderLock of the same folder is refused even in the owner's
+    process. Usable as a context manager.
+    """
+
+    NAME = ".lock"
+
+    def __init__(self, folder):
+        self.folder = os.path.abspath(folder)
+        self.path = os.path.join(self.folder, self.NAME)
+        self._fd = None
+
+    @property
+    def held(self):
+        return self._fd is not None
+
+    def acquire(self, who="process", hint=""):
+        """Take the lock or raise FolderInUseError: '<folder> is in use by another <who> (pid N on host H)<hint>'."""
+        if self._fd is not None:
+            return self
+        os.makedirs(self.folder, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            os.close(fd)
+            if err.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise
+            pid, host = self.owner()
+            raise FolderInUseError("%s is in use by another %s (pid %s on host %s)%s"
+                                   % (self.folder, who, pid if pid else "unknown", host or "unknown", hint),
+                                   pid, host) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, ("%d %s\n" % (os.getpid(), socket.gethostname())).encode())
+        self._fd = fd
+        return self
+
+    def owner(self):
+        """(pid, host) written in the lock file, (None, None) when it is empty or unreadable."""
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                pid, host = f.read().split()[:2]
+            return int(pid), host
+        except (OSError, ValueError):
+            return None, None
+
+    def release(self):
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+    def __del__(self):
+        self.release()

@@ -1,6 +1,7 @@
 """The training loop of one rank: network, optimizer, data, checkpoints and what each step records.
 
-Trainer(cfg, rank, group_size) builds everything and loads a resumed state; ``run(stop)``
+Trainer(cfg, rank, group_size) takes its checkpoint folder (locked until ``close()``; a fresh run
+into a folder with checkpoints is refused), builds everything and loads a resumed state; ``run(stop)``
 feeds steps until the run's end or an agreed SIGTERM:
 
     for each step (or sink of steps):
@@ -19,7 +20,7 @@ from src.centernet_det import CenterNetDet, StepOutputs
 from src.data.mindrecord import dataset_size
 from src.data.train_data import Cursor, SamplePlan, create_train_dataset
 from src.model_utils.config import ConfigError
-from src.model_utils.file_io import remove_stale_temporaries
+from src.model_utils.file_io import FolderLock, remove_stale_temporaries
 from src.train.amp import build_train_step
 from src.train.distributed import BufferAverager, RankAgreement
 from src.train.ema import TrainStepWithEMA, WeightEMA, check_ema_config
@@ -112,8 +113,17 @@ class Trainer:
         self.steps_per_epoch, self.total_steps = self._run_length()
         self.schedule_steps_per_epoch = self.steps_per_epoch  # of the learning-rate schedule
         self.ckpt_dir, self.csv_path, self.png_path, self.order_path = output_paths(cfg, rank, group_size)
-        if os.path.isdir(self.ckpt_dir):
-            remove_stale_temporaries(self.ckpt_dir)
+        self.lock = FolderLock(self.ckpt_dir)
+        self._claim_output()
+        try:
+            self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self):
+        cfg, rank, group_size = self.cfg, self.rank, self.group_size
+        remove_stale_temporaries(self.ckpt_dir)  # the folder is this run's: no other run is saving there
         resumed = self._check_resume() if cfg.resume else None
 
         ms.set_seed(cfg.seed)  # identical initial weights on every rank
@@ -137,6 +147,38 @@ class Trainer:
                                self.cursor)
         self.opt_step = self._optimizer_step()
         self.sink = 0
+
+    def _claim_output(self):
+        """Make the checkpoint folder this run's, before anything in it is written or deleted.
+
+        The folder is locked for the run's life (FolderLock: a second run into it is refused with
+        the owner's pid and host). A fresh run (resume false) into a folder that already holds
+        checkpoints is refused: its pruning would delete them, or its own saves. In distributed
+        runs every rank stops when any rank refuses. Both refusals exit 2 (before training).
+        """
+        problem = None
+        try:
+            self.lock.acquire("training run", ": wait for it to finish, or choose another --save_checkpoint_path")
+            found = [] if self.cfg.resume else list_checkpoints(self.ckpt_dir)
+            if found:
+                problem = ConfigError(
+                    "%s holds the checkpoints of an earlier run (newest: %s) and this is a fresh run "
+                    "(--resume=false), whose saves would replace or delete them: continue that run with "
+                    "--resume=true, or choose another --save_checkpoint_path"
+                    % (self.ckpt_dir, os.path.basename(found[-1])))
+        except OSError as err:  # FolderInUseError, or a folder that cannot be created
+            problem = err
+        refused = self.agree.ranks_with(problem is not None)
+        if problem is None and refused:
+            problem = ConfigError("rank(s) %s cannot use their output folder (see their log): stopping"
+                                  % ", ".join(map(str, refused)))
+        if problem is not None:
+            self.close()
+            raise problem
+
+    def close(self):
+        """Release the checkpoint folder (the end of the process releases it too)."""
+        self.lock.release()
 
     def _run_length(self):
         """(steps per epoch, total steps) from the dataset size, the group and the configuration."""

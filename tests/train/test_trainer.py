@@ -58,8 +58,9 @@ def test_step_outputs_name_the_train_step_tuple():
     assert outputs.overflow is True and outputs.loss_scale == 512.0 and outputs.grad_norm == 7.5
 
 
-def test_loss_scale_window_comes_from_the_config(synthetic_mindrecord):
+def test_loss_scale_window_comes_from_the_config(synthetic_mindrecord, tmp_path):
     cfg = get_config(TINY + ["--mindrecord_dir=%s" % synthetic_mindrecord.mindrecord_dir,
+                             "--save_checkpoint_path=%s" % tmp_path,
                              "--train_config.loss_scale_window=7", "--train_config.loss_scale_value=64",
                              "--amp_level=O2"])  # fp16: the level that scales the loss
     update = Trainer(cfg, 0, 1).train_step.scale_update_cell
