@@ -69,50 +69,55 @@ def rows(results):
     if data:
         cmd = _cmd_text(results["data"])
         out.add("data", "training pipeline, 640x480 JPEG -> 512x512, all augmentations, 80 classes",
-                    "%.0f images/s per core" % data["pipeline_1w_per_worker"],
-                    "MindSpore pipeline, 1 worker process, median of %s runs" % results["data"]["repeats"], cmd, headline=True)
+                "%.0f images/s per core" % data["pipeline_1w_per_worker"],
+                "MindSpore pipeline, 1 worker process, median of %s runs" % results["data"]["repeats"], cmd,
+                headline=True)
         out.add("data", "same, 2 worker processes", "%.0f images/s in total" % (2 * data["pipeline_2w_per_worker"]),
-                    "median of %s runs" % results["data"]["repeats"], cmd, headline=True)
+                "median of %s runs" % results["data"]["repeats"], cmd, headline=True)
         out.add("data", "ceiling: same pipeline with a no-op transform, 1 worker",
-                    "%.0f images/s" % data["pipeline_noop_1w"], "moving 8.4 MB samples only", cmd)
+                "%.0f images/s" % data["pipeline_noop_1w"], "moving 8.4 MB samples only", cmd)
         out.add("data", "training pipeline at 256x256, 5 classes, 2 workers",
-                    "%.0f images/s in total" % (2 * data["pipeline_small_2w_per_worker"]), "", cmd)
+                "%.0f images/s in total" % (2 * data["pipeline_small_2w_per_worker"]), "", cmd)
         for key in sorted(k for k in data if k.startswith("convert_")):
             conv = data[key]
             out.add("data", "COCO -> MindRecord conversion, %d images" % conv["images"],
-                        "%.0f images/s, peak RSS %.0f MB (+%.0f MB while writing)" % (
-                            conv["images_per_s"], conv["rss_main_mb"], conv["write_growth_mb"]),
-                        "all cores, median of %s runs" % results["data"]["repeats"], cmd)
+                    "%.0f images/s, peak RSS %.0f MB (+%.0f MB while writing)" % (
+                        conv["images_per_s"], conv["rss_main_mb"], conv["write_growth_mb"]),
+                    "all cores, median of %s runs" % results["data"]["repeats"], cmd)
     for name, label in (("train_full", "training step, ResNet-101-DCN"),
                         ("train_quick", "training step, quick-start configuration")):
         fig = get(name)
         if fig:
-            out.add(name, label + " (%s, batch %d, %.1f M parameters)" % (fig["input"], fig["batch"], fig["params"] / 1e6),
-                        "%.2f s (%.1f images/s)" % (fig["seconds"], fig["batch"] / fig["seconds"]),
-                        "compute only, batch %d, median of %d steps" % (fig["batch"], fig["runs"]),
-                        _cmd_text(results[name]), headline=True)
+            out.add(name, label + " (%s, batch %d, %.1f M parameters)" % (
+                fig["input"], fig["batch"], fig["params"] / 1e6),
+                    "%.2f s (%.1f images/s)" % (fig["seconds"], fig["batch"] / fig["seconds"]),
+                    "compute only, batch %d, median of %d steps" % (fig["batch"], fig["runs"]),
+                    _cmd_text(results[name]), headline=True)
     fig = get("forward")
     if fig:
         out.add("forward", "inference forward + decode, ResNet-101-DCN, %s, batch 1" % fig["input"],
-                    "%.2f s" % fig["seconds"], "median of %d runs" % fig["runs"], _cmd_text(results["forward"]), headline=True)
+                "%.2f s" % fig["seconds"], "median of %d runs" % fig["runs"], _cmd_text(results["forward"]),
+                headline=True)
     fig = get("bn_fold")
     if fig:
         out.add("bn_fold", "inference forward + decode, ResNet-101-DCN, %s, batch 1: BatchNorm folded / unfolded "
-                    "(eval_config.fold_bn)" % fig["input"],
-                    "%.2f s / %.2f s (per-round ratio %.2f)" % (fig["folded_s"], fig["unfolded_s"], fig["ratio"]),
-                    "interleaved in one process, median of %d rounds" % fig["rounds"], _cmd_text(results["bn_fold"]), headline=True)
+                "(eval_config.fold_bn)" % fig["input"],
+                "%.2f s / %.2f s (per-round ratio %.2f)" % (fig["folded_s"], fig["unfolded_s"], fig["ratio"]),
+                "interleaved in one process, median of %d rounds" % fig["rounds"], _cmd_text(results["bn_fold"]),
+                headline=True)
     fig = get("fold_fidelity")
     if fig:
         for result in fig["results"]:
             table = result["table"]
             nets = ("torch_float32", "unfolded", "folded")
-            out.add("fold_fidelity", "float32 error against float64, ResNet-%d-DCN, %d images (%s), flip test: PyTorch / "
-                        "fold_bn=false / fold_bn=true" % (result["depth"], len(result["per_image"]), fig["images"]),
-                        "hm logits 99th percentile %s; top-20 boxes within 0.15 px %s" % (
-                            " / ".join("%.2e" % table[n]["hm"]["p99"] for n in nets),
-                            " / ".join("%.1f %%" % (100 * table[n]["boxes"]["within"]) for n in nets)),
-                        "every head value of every image; random official-format weights",
-                        _cmd_text(results["fold_fidelity"]), headline=True)
+            out.add("fold_fidelity",
+                    "float32 error against float64, ResNet-%d-DCN, %d images (%s), flip test: PyTorch / "
+                    "fold_bn=false / fold_bn=true" % (result["depth"], len(result["per_image"]), fig["images"]),
+                    "hm logits 99th percentile %s; top-20 boxes within 0.15 px %s" % (
+                        " / ".join("%.2e" % table[n]["hm"]["p99"] for n in nets),
+                        " / ".join("%.1f %%" % (100 * table[n]["boxes"]["within"]) for n in nets)),
+                    "every head value of every image; random official-format weights",
+                    _cmd_text(results["fold_fidelity"]), headline=True)
     fig = get("dcn")
     if fig:
         for name, layer in fig["layers"].items():
@@ -129,67 +134,68 @@ def rows(results):
             for key, label in (("train_s", "training step, batch %d (Adam)" % fig["train_batch"]),
                                ("forward_s", "forward + decode, batch 1")):
                 f = net[key]
-                out.add("vs_torch", "ResNet-%s-DCN %dx%d %s: this project vs PyTorch 2.13 eager" % (depth, res, res, label),
-                            "%.2f s vs %.2f s (ratio %.2f)" % (f["mindspore"], f["torch"], f["ratio"]),
-                            "alternating processes, median of %d rounds" % f["rounds"],
-                            _cmd_text(results["vs_torch"]), headline=True)
+                out.add("vs_torch",
+                        "ResNet-%s-DCN %dx%d %s: this project vs PyTorch 2.13 eager" % (depth, res, res, label),
+                        "%.2f s vs %.2f s (ratio %.2f)" % (f["mindspore"], f["torch"], f["ratio"]),
+                        "alternating processes, median of %d rounds" % f["rounds"],
+                        _cmd_text(results["vs_torch"]), headline=True)
     fig = get("eval")
     if fig:
         post = fig["postprocess"]
         out.add("eval", "post-processing per image (K=100, 80 classes, soft-NMS)", "%.2f ms" % post["ms_per_image"],
-                    "one core, %d images, median of %d runs" % (post["images"], post["runs"]),
-                    _cmd_text(results["eval"]), headline=True)
+                "one core, %d images, median of %d runs" % (post["images"], post["runs"]),
+                _cmd_text(results["eval"]), headline=True)
         if fig.get("eval_overhead"):
             over = fig["eval_overhead"]
             out.add("eval", "evaluation overhead: eval.py run (set-up excluded) / pure forward", "%.2f" % over["ratio"],
-                        "%s, %d images, median of %d repetitions" % (over["config"], over["images"], over["runs"]),
-                        _cmd_text(results["eval"]), headline=True)
+                    "%s, %d images, median of %d repetitions" % (over["config"], over["images"], over["runs"]),
+                    _cmd_text(results["eval"]), headline=True)
     fig = get("keep_res")
     if fig:
         cmd = _cmd_text(results["keep_res"])
         mix, one, fwd = fig["mix"], fig["one"], fig["forward"]
         what = "%d images, %s" % (fig["images"], fig["config"])
         out.add("keep_res", "keep_res eval.py run: %d padded shapes (one dynamic-shape graph) / one size of the same "
-                    "pixel count (one static graph)" % fig["mix_shapes"],
-                    "%.2f (%.1f s / %.1f s; whole processes %.2f)" % (fig["ratio"], mix["total_s"], one["total_s"],
-                                                                      fig["process_ratio"]),
-                    "%s, alternating processes, median of %d rounds" % (what, fig["rounds"]), cmd, headline=True)
+                "pixel count (one static graph)" % fig["mix_shapes"],
+                "%.2f (%.1f s / %.1f s; whole processes %.2f)" % (fig["ratio"], mix["total_s"], one["total_s"],
+                                                                  fig["process_ratio"]),
+                "%s, alternating processes, median of %d rounds" % (what, fig["rounds"]), cmd, headline=True)
         out.add("keep_res", "graph compilation: dynamic-shape graph / one static graph",
-                    "%.1f s / %.1f s" % (fwd["dynamic_compile_s"], fwd["static_compile_s"]), what, cmd)
+                "%.1f s / %.1f s" % (fwd["dynamic_compile_s"], fwd["static_compile_s"]), what, cmd)
         for shape, f in fwd["shapes"].items():
             out.add("keep_res", "forward + decode at %s: dynamic-shape graph / static graph" % shape,
-                        "%.3f s / %.3f s (ratio %.2f)" % (f["dynamic_s"], f["static_s"], f["ratio"]),
-                        "interleaved, median of %d" % fwd["repeats"], cmd)
+                    "%.3f s / %.3f s (ratio %.2f)" % (f["dynamic_s"], f["static_s"], f["ratio"]),
+                    "interleaved, median of %d" % fwd["repeats"], cmd)
         out.add("keep_res", "share of the keep_res eval.py run outside the network, compilation included",
-                    "%.0f %% (compilation %.0f %%, the rest %.0f %%); one size: %.0f %%" % (
-                        100 * mix["outside_network_share"], 100 * mix["compile_share"], 100 * mix["other_share"],
-                        100 * one["outside_network_share"]), what, cmd)
+                "%.0f %% (compilation %.0f %%, the rest %.0f %%); one size: %.0f %%" % (
+                    100 * mix["outside_network_share"], 100 * mix["compile_share"], 100 * mix["other_share"],
+                    100 * one["outside_network_share"]), what, cmd)
     fig = get("rss")
     if fig:
         for part in ("train", "eval"):
             p = fig[part]
             out.add("rss", "peak memory of %s.py, ResNet-101-DCN, 512x512" % part,
-                        "%d MB (process tree), %d MB (largest process)" % (p["tree_mb"], p["largest_process_mb"]),
-                        "sampled every 0.2 s", "python " + p["argv"], headline=True)
+                    "%d MB (process tree), %d MB (largest process)" % (p["tree_mb"], p["largest_process_mb"]),
+                    "sampled every 0.2 s", "python " + p["argv"], headline=True)
     fig = get("scaling")
     if fig:
         out.add("scaling", "data-parallel scaling on CPU, 1 -> 2 workers (tiny network)",
-                    "%.1f -> %.1f images/s (x%.2f; independent runs x%.2f)" % (
-                        fig["1 worker"]["images_per_s"], fig["2 workers"]["images_per_s"], fig["speed-up"],
-                        fig["speed-up of independent runs"]),
-                    "median steady step of each run", _cmd_text(results["scaling"]), headline=True)
+                "%.1f -> %.1f images/s (x%.2f; independent runs x%.2f)" % (
+                    fig["1 worker"]["images_per_s"], fig["2 workers"]["images_per_s"], fig["speed-up"],
+                    fig["speed-up of independent runs"]),
+                "median steady step of each run", _cmd_text(results["scaling"]), headline=True)
     fig = get("resume")
     if fig:
         out.add("resume", "resume overhead, ResNet-101-DCN (checkpoint %.0f MB)" % fig["checkpoint_MB"],
-                    "%.1f s to the first resumed step (fresh run %.1f s); state loading %.1f s" % (
-                        fig["resumed"]["s_from_start"], fig["fresh"]["s_from_start"],
-                        fig["resumed"].get("s_loading_state", float("nan"))),
-                    "process start to end of first step", _cmd_text(results["resume"]), headline=True)
+                "%.1f s to the first resumed step (fresh run %.1f s); state loading %.1f s" % (
+                    fig["resumed"]["s_from_start"], fig["fresh"]["s_from_start"],
+                    fig["resumed"].get("s_loading_state", float("nan"))),
+                "process start to end of first step", _cmd_text(results["resume"]), headline=True)
     fig = get("quick_start")
     if fig:
         out.add("quick_start", "quick start, whole run (data, conversion, training, evaluation, export)",
-                    "%.0f s; AP %.3f, AP50 %.3f" % (fig["wall_s"], fig["AP"], fig["AP50"]), "",
-                    _cmd_text(results["quick_start"]), headline=True)
+                "%.0f s; AP %.3f, AP50 %.3f" % (fig["wall_s"], fig["AP"], fig["AP50"]), "",
+                _cmd_text(results["quick_start"]), headline=True)
     return out
 
 

@@ -128,9 +128,9 @@ def assert_detections_agree(got, want, maps, score_atol=SCORE_ATOL, box_atol=BOX
 class PredictionLog:
     """Records every (image id, input, detections) of an entry script's ``detect_images`` run.
 
-    ``install(monkeypatch, module)`` wraps ``module.detect_images`` (eval.py or
-    src/infer/folder.py, behind tools/detect_images.py) so that each ``predict(input, meta)`` call is kept; the inputs show
-    the two runs pre-processed alike, the detections are compared with the tie rule.
+    ``install(monkeypatch, module)`` wraps ``module.detect_images`` (eval.py, or src/infer/folder.py
+    behind tools/detect_images.py) so that each ``predict(input, meta)`` call is kept; the inputs
+    show the two runs pre-processed alike, the detections are compared with the tie rule.
     """
 
     def __init__(self):
