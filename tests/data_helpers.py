@@ -1,5 +1,7 @@
 """Helpers of the data tests: the small data configuration and readers of the generated files."""
+import contextlib
 import json
+import signal
 
 import mindspore.dataset as ds
 import numpy as np
@@ -48,3 +50,17 @@ def exif_jpeg(path, image_bgr, orientation=6):
     exif[0x0112] = orientation
     Image.fromarray(np.ascontiguousarray(image_bgr[:, :, ::-1])).save(str(path), quality=95, exif=exif)
     return str(path)
+
+
+@contextlib.contextmanager
+def no_hang(seconds=5):
+    """Fail instead of hanging: SIGALRM interrupts a blocking open() or read() of the main thread."""
+    def on_alarm(signum, frame):
+        raise TimeoutError("blocked for %d s" % seconds)
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,30 +1,14 @@
 """src/data/image_file.py: regular files only, bounded reads, the pixel limit from the header, stored orientation."""
-import contextlib
 import os
-import signal
 
 import cv2
 import numpy as np
 import pytest
 
-from data_helpers import exif_jpeg, huge_png
+from data_helpers import exif_jpeg, huge_png, no_hang
 from src.data import image_file as F
 
 LIMITS = F.image_limits()
-
-
-@contextlib.contextmanager
-def no_hang(seconds=5):
-    """Fail instead of hanging: SIGALRM interrupts a blocking open() or read() of the main thread."""
-    def on_alarm(signum, frame):
-        raise TimeoutError("blocked for %d s" % seconds)
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def test_read_image_handles_gray_and_alpha_and_reports_bad_files(tmp_path):
