@@ -1,7 +1,10 @@
 """Helpers of the data tests: the small data configuration and readers of the generated files."""
 import contextlib
 import json
+import os
 import signal
+import threading
+import time
 
 import mindspore.dataset as ds
 import numpy as np
@@ -64,3 +67,26 @@ def no_hang(seconds=5):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def fifo_released_after(path, seconds=5):
+    """Inside the block, a reader blocked on the FIFO ``path`` (a regression) gets an empty read after ``seconds``
+    instead of hanging the test forever (for reads in threads, which SIGALRM cannot interrupt)."""
+    done = threading.Event()
+
+    def release():
+        if done.wait(seconds):
+            return
+        while not done.is_set():
+            try:
+                os.close(os.open(path, os.O_WRONLY | os.O_NONBLOCK))
+            except OSError:  # no reader yet
+                time.sleep(0.05)
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
