@@ -263,9 +263,9 @@ import sys, time
 sys.path.insert(0, %r)
 from src import dataset as D
 read = D.read_and_check
-def slow_read(path):  # slows the workers' reading so that the test can kill the converter mid-run
+def slow_read(*args):  # slows the workers' reading so that the test can kill the converter mid-run
     time.sleep(0.3)
-    return read(path)
+    return read(*args)
 D.read_and_check = slow_read
 D.coco_to_mindrecord(%r, %r, %r, "p.mind", shards=1, workers=2)
 """
