@@ -1,5 +1,4 @@
 """Test-time pre-processing (src/image.py): official geometry, padding to 32, and the affine round trip."""
-import cv2
 import numpy as np
 import pytest
 
