@@ -113,6 +113,12 @@ def run_eval(cfg):
                 timing["detections"])
     if drawer is not None:
         logger.info("drawings of %d images in %s", drawer.count, drawer.folder)
+    if timing["skipped"]:
+        logger.warning("%d image(s) over dataset_config.max_image_pixels=%d skipped (listed above): they are left "
+                       "out of results.json and of the evaluation", timing["skipped"], settings.limits.max_pixels)
+    if timing["size_mismatch"]:
+        logger.warning("%d image(s) differ in size from the annotation file's width/height (listed above): their "
+                       "ground truth describes another picture", timing["size_mismatch"])
     evaluate = cfg.run_mode == "val" and cfg.enable_eval
     if not records and not evaluate:  # (the evaluation says it too)
         logger.warning("no detections at all on %d images: results.json is empty", timing["images"])
@@ -125,12 +131,17 @@ def run_eval(cfg):
                "graphs_compiled": detector.graphs_compiled, "input_shapes": len(detector.shapes), "coco_eval_s": 0.0}
     if evaluate:
         t_eval = time.perf_counter()
-        stats, table = coco_evaluate(data, records, [e["id"] for e in data.images])
-        print("overall performance on %s (%d images)" % (os.path.basename(data.ann_file), len(data)))
+        skipped = set(timing["skipped_ids"])
+        evaluated = [e["id"] for e in data.images if e["id"] not in skipped]
+        if not evaluated:
+            raise DataError("every image was skipped: nothing to evaluate (see dataset_config.max_image_pixels)")
+        stats, table = coco_evaluate(data, records, evaluated)
+        print("overall performance on %s (%d images)" % (os.path.basename(data.ann_file), len(evaluated)))
         print(table, end="", flush=True)
         metrics_path = os.path.join(out_dir, METRICS_NAME)
         write_json_atomic(metrics_path, metrics_document(
-            stats, num_images=len(data), num_detections=len(records), run_mode=cfg.run_mode,
+            stats, num_images=len(evaluated), num_skipped=len(skipped), num_detections=len(records),
+            run_mode=cfg.run_mode,
             ann_file=os.path.abspath(data.ann_file), checkpoint=os.path.abspath(cfg.load_checkpoint_path),
             keep_res=settings.keep_res, input_res_test=settings.input_res, multi_scales=settings.scales,
             flip_test=bool(cfg.flip_test), soft_nms=settings.soft_nms, K=cfg.eval_config.K,

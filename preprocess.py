@@ -12,6 +12,10 @@ count) it writes, exactly as eval.py prepares a fixed-resolution input (scale 1)
                                                "out_height", "out_width", "inp_height", "inp_width", "scale"}
     <pre_result_path>/preprocess_info.json    input shape, annotation file, image count
 
+Images over dataset_config.max_image_pixels are skipped with a warning and listed in
+preprocess_info.json ("skipped"); postprocess.py then evaluates the other images. Any other
+unreadable image stops the run, naming the file (exit 2).
+
 Each file is written to a temporary name and renamed; earlier .bin/.json files in images/
 and meta/ are removed first, so the folder holds exactly this run's images.
 """
@@ -23,7 +27,8 @@ import time
 
 from src.data.coco import DataError
 from src.model_utils.file_io import write_array_atomic, write_json_atomic
-from src.image import preprocess_test_image, read_image
+from src.data.image_file import TOO_MANY_PIXELS, ImageFileError, image_limits, read_image
+from src.image import preprocess_test_image
 from src.data.prefetch import Prefetcher
 from src.deploy.chain import IMAGES_DIR, INFO_NAME, META_DIR, chain_data, input_resolution
 from src.model_utils.entry import entry_main
@@ -45,23 +50,34 @@ def run_preprocess(cfg):
         for stale in glob.glob(os.path.join(folder, pattern)):
             os.remove(stale)
 
+    limits = image_limits(cfg)
+
     def prepare(entry):
-        image = read_image(data.image_path(entry))
+        try:
+            image = read_image(data.image_path(entry), limits)
+        except ImageFileError as err:
+            if err.reason != TOO_MANY_PIXELS:
+                raise
+            logger.warning("skipped: %s", err)
+            return entry["id"]
         inp, meta = preprocess_test_image(image, 1.0, False, res, ds.mean, ds.std, cfg.net_config.down_ratio)
         meta.update(image_id=entry["id"], file_name=entry["file_name"])
         write_array_atomic(os.path.join(image_out, "%d.bin" % entry["id"]), inp)
         write_json_atomic(os.path.join(meta_out, "%d.json" % entry["id"]), meta)
-        return inp.shape
+        return None
 
     start = time.perf_counter()
-    with Prefetcher(prepare, data.images, workers=min(2, os.cpu_count() or 1), depth=8) as shapes:
-        count = sum(1 for _ in shapes)
-    info = {"input_shape": [1, 3] + res, "dtype": "float32", "num_images": count,
+    with Prefetcher(prepare, data.images, workers=min(2, os.cpu_count() or 1), depth=8) as outcomes:
+        skipped = sorted(i for i in outcomes if i is not None)
+    count = len(data.images) - len(skipped)
+    if not count:
+        raise DataError("every image was skipped: nothing to preprocess (see dataset_config.max_image_pixels)")
+    info = {"input_shape": [1, 3] + res, "dtype": "float32", "num_images": count, "skipped": skipped,
             "ann_file": os.path.abspath(data.ann_file), "image_dir": os.path.abspath(data.image_dir),
             "run_mode": cfg.run_mode, "images_dir": IMAGES_DIR, "meta_dir": META_DIR}
     write_json_atomic(os.path.join(out, INFO_NAME), info, indent=2)
-    logger.info("preprocessed %d images in %.1f s -> %s (inputs %s float32) and %s", count,
-                time.perf_counter() - start, image_out, info["input_shape"], meta_out)
+    logger.info("preprocessed %d images (%d skipped) in %.1f s -> %s (inputs %s float32) and %s", count,
+                len(skipped), time.perf_counter() - start, image_out, info["input_shape"], meta_out)
     return info
 
 

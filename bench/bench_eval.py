@@ -176,14 +176,14 @@ def pure_forward_seconds(cfg, ckpt, data_root, idle_timeout=0):
     """(wall, process CPU) seconds of the forward passes (compiled network, inputs prepared beforehand)."""
     from mindspore import Tensor
     from src.data.coco import CocoData
-    from src.image import read_image
+    from src.data.image_file import image_limits, read_image
     from src.infer.detect import EvalSettings
     from src.infer.detector import build_eval_network
     from src.model_utils.device_adapter import set_device
     settings = EvalSettings(cfg)
     data = CocoData(os.path.join(data_root, "annotations", "instances_val2017.json"),
                     os.path.join(data_root, "val2017"))
-    inputs = [settings.prepare(read_image(data.image_path(e)))[0][0] for e in data.images]
+    inputs = [settings.prepare(read_image(data.image_path(e), image_limits(cfg)))[0][0] for e in data.images]
     set_device(cfg, "CPU")
     net = build_eval_network(cfg, 80, ckpt)
     net(Tensor(inputs[0])).asnumpy()  # compile

@@ -201,7 +201,8 @@ def stats(values):
 
 def measure_depth(torch, ref, depth, paths, work, seed):
     """Figures of one ResNet depth over the images in ``paths``."""
-    from src.image import preprocess_test_image, read_image
+    from src.data.image_file import image_limits, read_image
+    from src.image import preprocess_test_image
     from src.model_utils.config import get_config
     from src.model_utils.device_adapter import set_device
     from src.infer.soft_nms import SoftNMS
@@ -222,7 +223,8 @@ def measure_depth(torch, ref, depth, paths, work, seed):
     per_image, problems = [], []
     for path in paths:
         name = os.path.basename(path)
-        image, meta = preprocess_test_image(read_image(path), 1.0, True, None, cfg.dataset_config.mean,
+        pixels = read_image(path, image_limits(cfg))
+        image, meta = preprocess_test_image(pixels, 1.0, True, None, cfg.dataset_config.mean,
                                             cfg.dataset_config.std)
         start = time.perf_counter()
         reference, offsets = torch_heads(torch, model64, image)

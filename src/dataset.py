@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from src.data.coco import DROP_REASONS, TRAIN_LAYOUT, CocoData, DataError
+from src.data.image_file import UNDECODABLE, ImageFileError, check_pixels, header_size, image_limits, read_file_bounded
 from src.data.mindrecord import (META_SUFFIX, SCHEMA, configured_prefix, dataset_size,  # noqa: F401  (the data entry)
                                  meta_path, mindrecord_files, over_max_objs, read_meta)
 from src.data.train_data import create_train_dataset  # noqa: F401  (the data entry, as the original's dataset.py)
@@ -33,28 +34,47 @@ LOGGER = logging.getLogger(__name__)
 
 CHUNK_IMAGES = 32            # images per worker task and per FileWriter call
 CHUNK_BYTES = 64 << 20       # flush rows to the writer past this many image bytes
+SIZE_MISMATCH = "size differs from the json"
 
 
 # ----------------------------------------------------------------------------- conversion
 
-def read_and_check(path):
-    """Read an image file and check that cv2 can decode it: (bytes, None) or (None, reason)."""
+def read_and_check(path, listed_size, limits):
+    """Read one image file for the converter: (bytes or None, skip reason or None, message or None).
+
+    The file is read through src/data/image_file.py (a regular file, at most ``limits.max_bytes``).
+    Skipped, with a short reason (the summary counts them) and a message naming the file: missing,
+    unreadable, not a regular file, over max_image_mb, empty, undecodable, or of another size
+    than the json's (width, height) ``listed_size`` (its boxes would describe another picture;
+    sizes are compared in the stored orientation, in which COCO annotates and training decodes).
+    An image over ``limits.max_pixels`` is kept, with a warning message: training resizes it.
+    """
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_file_bounded(path, limits.max_bytes)
     except FileNotFoundError:
-        return None, "missing"
+        return None, "missing", "%s is missing" % path
+    except ImageFileError as err:
+        return None, err.reason, str(err)
     except OSError as err:
-        return None, "unreadable (%s)" % err.strerror
+        return None, "unreadable (%s)" % err.strerror, "%s is unreadable (%s)" % (path, err.strerror)
     if not data:
-        return None, "empty file"
-    if cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8) is None:
-        return None, "undecodable"
-    return data, None
+        return None, "empty file", "%s is an empty file" % path
+    size = header_size(data)
+    flags = cv2.IMREAD_REDUCED_GRAYSCALE_8 | cv2.IMREAD_IGNORE_ORIENTATION
+    if size is None or cv2.imdecode(np.frombuffer(data, np.uint8), flags) is None:
+        return None, UNDECODABLE, "%s is undecodable (corrupt or unsupported format)" % path
+    if all(listed_size) and tuple(int(v) for v in listed_size) != size:
+        return None, SIZE_MISMATCH, ("%s is %dx%d but the json gives %sx%s: its boxes would describe another picture; "
+                                     "fix the json's width/height or the image" % ((path,) + size + listed_size))
+    try:
+        check_pixels(path, size, limits.max_pixels)
+    except ImageFileError as err:
+        return data, None, "%s (kept: training resizes it)" % err
+    return data, None, None
 
 
-def _read_chunk(paths):
-    return [read_and_check(p) for p in paths]
+def _read_chunk(items, limits):
+    return [read_and_check(path, size, limits) for path, size in items]
 
 
 def _worker_init():
@@ -73,16 +93,16 @@ def _worker_init():
             os._exit(0)
 
 
-def _chunked_results(paths, pool, workers):
-    """Yield read_and_check results in order; at most 2 * workers chunks in flight (flat memory)."""
-    chunks = [paths[i:i + CHUNK_IMAGES] for i in range(0, len(paths), CHUNK_IMAGES)]
+def _chunked_results(items, limits, pool, workers):
+    """Yield read_and_check results of (path, listed size) items in order; at most 2 * workers chunks in flight."""
+    chunks = [items[i:i + CHUNK_IMAGES] for i in range(0, len(items), CHUNK_IMAGES)]
     if pool is None:
         for chunk in chunks:
-            yield from _read_chunk(chunk)
+            yield from _read_chunk(chunk, limits)
         return
     pending = collections.deque()
     for chunk in chunks:
-        pending.append(pool.apply_async(_read_chunk, (chunk,)))
+        pending.append(pool.apply_async(_read_chunk, (chunk, limits)))
         if len(pending) >= 2 * workers:
             yield from pending.popleft().get()
     while pending:
@@ -105,24 +125,29 @@ def existing_outputs(mindrecord_dir, prefix):
                   if pattern.match(n) or n == prefix + META_SUFFIX)
 
 
-def _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index, image_dir, workers):
-    """Write all rows into ``tmp_dir``; returns (num_written, skipped list, objects per written image)."""
+def _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index, image_dir, workers, limits):
+    """Write all rows into ``tmp_dir``: (num_written, skipped list, objects per written image, images over pixels)."""
     from mindspore.mindrecord import FileWriter
     from tqdm import tqdm
     writer = FileWriter(os.path.join(tmp_dir, prefix), shard_num=shards, overwrite=True)
     writer.add_schema(SCHEMA, "centernet coco detection")
     writer.add_index(["image_id"])
     paths = [os.path.join(image_dir, i["file_name"]) for i in images]
-    rows, row_bytes, written, objects, skipped = [], 0, 0, [], []
+    items = [(p, (i.get("width"), i.get("height"))) for p, i in zip(paths, images)]
+    rows, row_bytes, written, objects, skipped, large = [], 0, 0, [], [], 0
     pool = multiprocessing.get_context("fork").Pool(workers, initializer=_worker_init) if workers > 1 else None
     try:
         with tqdm(total=len(images), unit="img", desc="convert", disable=None, mininterval=1.0) as bar:
-            for image, path, (data, reason) in zip(images, paths, _chunked_results(paths, pool, workers)):
+            for image, path, (data, reason, message) in zip(images, paths,
+                                                            _chunked_results(items, limits, pool, workers)):
                 bar.update(1)
                 if data is None:
-                    LOGGER.warning("skipping image %d (%s): %s", image["id"], path, reason)
+                    LOGGER.warning("skipping image %d: %s", image["id"], message)
                     skipped.append({"image_id": image["id"], "file": path, "reason": reason})
                     continue
+                if message:
+                    LOGGER.warning("image %d: %s", image["id"], message)
+                    large += 1
                 objs = anns_by_image.get(image["id"], [])
                 rows.append(_make_row(image, data, objs, cat_index))
                 row_bytes += len(data)
@@ -140,7 +165,7 @@ def _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index, ima
         writer.write_raw_data(rows)
         written += len(rows)
     writer.commit()
-    return written, skipped, objects
+    return written, skipped, objects, large
 
 
 def _summary(prefix, shards, categories, written, objects, skipped, stats, ann_file, image_dir, max_objs):
@@ -180,10 +205,13 @@ def load_coco(ann_file, image_dir):
 
 
 def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=8, workers=0, overwrite=False,
-                       max_objs=None):
+                       max_objs=None, limits=None):
     """Convert a COCO-format detection set to MindRecord shards; returns a summary dict.
 
-    Unreadable/missing/undecodable images are skipped and counted (``skipped``); non-finite,
+    Images are read as ``read_and_check`` says, within ``limits`` (src/data/image_file.py's
+    ImageLimits; default: the yaml's). Unreadable/missing/undecodable images, anything not a
+    regular file, and images whose size differs from the json's are skipped and counted
+    (``skipped``); images over the pixel limit are kept and counted; non-finite,
     zero-size and out-of-image boxes dropped and counted by reason; images with more than
     ``max_objs`` objects (default: the yaml's dataset_config.max_objs) counted. Output appears
     atomically: rows are written in a temporary folder inside ``mindrecord_dir`` and moved into
@@ -194,6 +222,7 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=
     if max_objs is None:
         from src.model_utils.config import DEFAULT_CONFIG_PATH, load_yaml
         max_objs = load_yaml(DEFAULT_CONFIG_PATH)[0]["dataset_config"]["max_objs"]
+    limits = limits or image_limits()
     categories, images, anns_by_image, stats = load_coco(ann_file, image_dir)
     clash = existing_outputs(mindrecord_dir, prefix)
     if clash and not overwrite:
@@ -207,10 +236,11 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=
     stale = remove_stale_temporaries(mindrecord_dir, prefix)
     tmp_dir = temporary_folder(os.path.join(mindrecord_dir, prefix))
     try:
-        written, skipped, objects = _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index,
-                                                  image_dir, workers)
+        written, skipped, objects, large = _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index,
+                                                         image_dir, workers, limits)
         summary = _summary(prefix, shards, categories, written, objects, skipped, stats, ann_file, image_dir,
                            max_objs)
+        summary["images_over_max_image_pixels"] = large
         with open(meta_path(tmp_dir, prefix), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=1)
         if overwrite:
@@ -226,6 +256,9 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=
                    images_per_second=round(written / max(seconds, 1e-9), 1), stale_temporaries_removed=stale)
     LOGGER.info("wrote %d images (%d objects, %d skipped, %s) in %d shards to %s in %.1f s",
                 written, summary["num_objects"], len(skipped), dropped_text(summary), shards, mindrecord_dir, seconds)
+    if large:
+        LOGGER.warning("%d images hold more than dataset_config.max_image_pixels=%d pixels (listed above): kept, "
+                       "training resizes them; evaluation and detection skip such images", large, limits.max_pixels)
     if summary["images_over_max_objs"]:
         LOGGER.warning("%d images hold more than max_objs=%d objects: %d objects beyond the limit get no target",
                        summary["images_over_max_objs"], max_objs, summary["objects_over_max_objs"])
@@ -273,7 +306,7 @@ def run_conversion(cfg):
     ann_file, image_dir = resolve_paths(cfg)
     summary = coco_to_mindrecord(ann_file, image_dir, cfg.mindrecord_dir, cfg.mindrecord_prefix,
                                  cfg.mindrecord_shards, cfg.convert_workers, cfg.overwrite,
-                                 cfg.dataset_config.max_objs)
+                                 cfg.dataset_config.max_objs, image_limits(cfg))
     print("converted %d images (%d skipped: %s), %d objects (%s; %d images over max_objs=%d, %d objects beyond), "
           "%d classes -> %s/%s* (%d shards), %.1f images/s"
           % (summary["num_images"], summary["num_skipped"], summary["skipped_reasons"] or "none",

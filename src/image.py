@@ -5,7 +5,6 @@ Coordinates are pixels with (x, y) order; images are BGR (cv2) HWC arrays. Boxes
 """
 import collections
 import math
-import os
 
 import cv2
 import numpy as np
@@ -257,21 +256,6 @@ def apply_pixel_matrix(image, matrix):
 def round_up(value, multiple=32):
     """Smallest multiple of ``multiple`` that is >= ``value``."""
     return int(-(-int(value) // multiple) * multiple)
-
-
-def read_image(path):
-    """Read an image file as a 3-channel BGR uint8 array (grayscale expanded, alpha dropped).
-
-    Raises FileNotFoundError when the file is absent and ValueError when cv2 cannot decode it.
-    """
-    if not os.path.isfile(path):
-        raise FileNotFoundError("image not found: %s" % path)
-    data = np.fromfile(path, np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if image is None:
-        raise ValueError("cannot decode image %s (%s)"
-                         % (path, "empty file" if not data.size else "corrupt or unsupported format"))
-    return image
 
 
 def input_geometry(height, width, scale, keep_res, input_res, down_ratio=4):

@@ -13,7 +13,8 @@ import pytest
 from src import dataset as D
 from src.data.coco import DataError
 from src.data.train_targets import _as_objects
-from data_helpers import load_json as _load, mindrecord_rows as _rows
+from data_helpers import exif_jpeg, load_json as _load, mindrecord_rows as _rows, no_hang
+from src.data.image_file import ImageLimits
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -91,6 +92,42 @@ def test_corrupt_missing_images_skipped_and_bad_boxes_dropped(synthetic_coco, tm
     assert _as_objects(first["bboxes"], first["category_id"], first["iscrowd"])[0].shape[0] == \
         sum(1 for a in doc["annotations"][:-2] if a["image_id"] == doc["annotations"][0]["image_id"])
     assert D.read_meta(out, "p.mind")["skipped_reasons"] == {"undecodable": 1, "missing": 1}
+
+
+def test_fifos_folders_and_size_mismatches_are_skipped_without_a_hang_or_a_leftover(synthetic_coco, tmp_path, caplog):
+    """Bad input: image files that are a FIFO or a folder, or differ in size from the json | the converter skips and counts them, naming each; no hang, no .tmp folder left."""
+    ann_file, image_dir = _copy_coco(synthetic_coco, str(tmp_path))
+    doc = _load(ann_file)
+    fifo, folder, other, turned = doc["images"][1:5]
+    os.remove(os.path.join(image_dir, fifo["file_name"]))
+    os.mkfifo(os.path.join(image_dir, fifo["file_name"]))
+    os.remove(os.path.join(image_dir, folder["file_name"]))
+    os.mkdir(os.path.join(image_dir, folder["file_name"]))
+    other["width"], other["height"] = other["height"], other["width"]
+    # An EXIF-rotated JPEG whose json size is the stored one (as COCO annotates): kept.
+    pixels = np.full((turned["height"], turned["width"], 3), 128, np.uint8)
+    exif_jpeg(os.path.join(image_dir, "turned.jpg"), pixels)
+    turned["file_name"] = "turned.jpg"
+    assert other["width"] != other["height"] and turned["width"] != turned["height"]
+    big = dict(doc["images"][0], id=10 ** 6, file_name="big.png", width=400, height=300)
+    doc["images"].append(big)
+    D.cv2.imwrite(os.path.join(image_dir, "big.png"), np.zeros((300, 400, 3), np.uint8))
+    with open(ann_file, "w", encoding="utf-8") as f:
+        json.dump(doc, f)
+    out = str(tmp_path / "mr")
+    with no_hang(10):
+        summary = D.coco_to_mindrecord(ann_file, image_dir, out, "p.mind", shards=2, workers=1,
+                                       limits=ImageLimits(100000, 1 << 28))
+    assert summary["skipped_reasons"] == {"not a regular file": 2, "size differs from the json": 1}
+    assert {s["image_id"] for s in summary["skipped"]} == {fifo["id"], folder["id"], other["id"]}
+    assert summary["num_images"] == 22 and summary["images_over_max_image_pixels"] == 1
+    assert "is a FIFO (named pipe), not a regular file" in caplog.text and fifo["file_name"] in caplog.text
+    assert "%s is %dx%d but the json gives %dx%d" % (other["file_name"], other["height"], other["width"],
+                                                     other["width"], other["height"]) in caplog.text
+    assert "big.png is 400x300 (0.1 megapixels), over dataset_config.max_image_pixels=100000" in caplog.text
+    assert not [n for n in os.listdir(out) if n.startswith(".")]
+    assert sorted(_rows(out, "p.mind")) == sorted(set(i["id"] for i in doc["images"]) - {fifo["id"], folder["id"],
+                                                                                          other["id"]})
 
 
 def test_existing_output_needs_overwrite(synthetic_coco, tmp_path):
@@ -226,9 +263,9 @@ import sys, time
 sys.path.insert(0, %r)
 from src import dataset as D
 read = D.read_and_check
-def slow_read(path):  # slows the workers' reading so that the test can kill the converter mid-run
+def slow_read(*args):  # slows the workers' reading so that the test can kill the converter mid-run
     time.sleep(0.3)
-    return read(path)
+    return read(*args)
 D.read_and_check = slow_read
 D.coco_to_mindrecord(%r, %r, %r, "p.mind", shards=1, workers=2)
 """

@@ -251,3 +251,49 @@ def test_an_undecodable_image_leaves_no_results(synthetic_coco, ckpt, tmp_path, 
     code, out = _run_eval(tmp_path, synthetic_coco, ckpt, {"eval_ann_file": synthetic_coco.val_ann,
                                                            "eval_image_dir": str(images)})
     _assert_failed_cleanly(code, out, capsys, "cannot decode", victim)
+
+
+def test_a_fifo_among_the_evaluation_images_fails_before_inference(synthetic_coco, ckpt, tmp_path, capsys):
+    """Bad input: an evaluation image that is a FIFO (a stalled network file) | exit 2 before any inference: 'not regular files ... <name> (a FIFO (named pipe))'."""
+    images = tmp_path / "images"
+    shutil.copytree(synthetic_coco.val_images, images)
+    victim = sorted(os.listdir(images))[2]
+    os.remove(images / victim)
+    os.mkfifo(images / victim)
+    code, out = _run_eval(tmp_path, synthetic_coco, ckpt, {"eval_ann_file": synthetic_coco.val_ann,
+                                                           "eval_image_dir": str(images)})
+    _assert_failed_cleanly(code, out, capsys, "not regular files", "%s (a FIFO (named pipe))" % victim)
+
+
+class _BlankDetector:
+    """A detector without a network (no detections): eval.py's bookkeeping around the loop, in a second."""
+    forward_s = compile_s = 0.0
+    shapes, graphs_compiled, dynamic = {(1, 3, 64, 64)}, 0, False
+
+    def __call__(self, inp):
+        return np.zeros((100, 6), np.float32)
+
+
+def test_eval_skips_images_over_the_pixel_limit_and_warns_on_size_mismatches(synthetic_coco, tmp_path, capsys,
+                                                                              monkeypatch):
+    """Bad input: a 20000x20000 PNG and an image whose json width/height are swapped, in eval data | the PNG is skipped, named, and left out of the metrics; the mismatch is named in a warning."""
+    from data_helpers import huge_png
+    images = tmp_path / "images"
+    shutil.copytree(synthetic_coco.val_images, images)
+    doc = json.loads(open(synthetic_coco.val_ann).read())
+    huge, other = doc["images"][1], doc["images"][4]
+    huge_png(images / huge["file_name"], 20000, 20000)
+    other["width"], other["height"] = other["height"], other["width"]
+    ann = tmp_path / "val.json"
+    ann.write_text(json.dumps(doc))
+    monkeypatch.setattr(eval_script, "build_detector", lambda *args: _BlankDetector())
+    code, out = _run_eval(tmp_path, synthetic_coco, "unused.ckpt", {"eval_ann_file": str(ann),
+                                                                    "eval_image_dir": str(images)})
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "skipped: %s is 20000x20000 (400.0 megapixels), over dataset_config.max_image_pixels=64000000" \
+        % (images / huge["file_name"]) in err
+    assert "%s is %dx%d but the annotation file gives %dx%d" % (other["file_name"], other["height"], other["width"],
+                                                                other["width"], other["height"]) in err
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["num_images"] == 7 and metrics["num_skipped"] == 1

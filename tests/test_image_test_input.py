@@ -1,9 +1,8 @@
 """Test-time pre-processing (src/image.py): official geometry, padding to 32, and the affine round trip."""
-import cv2
 import numpy as np
 import pytest
 
-from src.image import input_geometry, normalize_to_chw, preprocess_test_image, read_image, round_up
+from src.image import input_geometry, normalize_to_chw, preprocess_test_image, round_up
 from src.post_process import to_image_coords
 
 MEAN = [0.408, 0.447, 0.470]
@@ -63,22 +62,3 @@ def test_affine_round_trip_of_a_drawn_box(keep_res, scale, res):
     back = to_image_coords(dets, meta, scale)[0, :4]
     pixel = max(height, width) / (res[1] if res else max(height, width)) / scale  # image pixels per input pixel
     np.testing.assert_allclose(back, [x1, y1, x2, y2], atol=1.01 * pixel)
-
-
-def test_read_image_handles_gray_and_alpha_and_reports_bad_files(tmp_path):
-    gray = tmp_path / "gray.png"
-    cv2.imwrite(str(gray), np.full((5, 7), 90, np.uint8))
-    rgba = tmp_path / "rgba.png"
-    cv2.imwrite(str(rgba), np.dstack([np.full((4, 6), v, np.uint8) for v in (1, 2, 3, 0)]))
-    assert read_image(str(gray)).shape == (5, 7, 3) and (read_image(str(gray)) == 90).all()
-    np.testing.assert_array_equal(read_image(str(rgba))[0, 0], [1, 2, 3])
-    with pytest.raises(FileNotFoundError, match="nothere.jpg"):
-        read_image(str(tmp_path / "nothere.jpg"))
-    bad = tmp_path / "bad.jpg"
-    bad.write_bytes(b"\xff\xd8garbage")
-    with pytest.raises(ValueError, match="bad.jpg"):
-        read_image(str(bad))
-    empty = tmp_path / "empty.jpg"
-    empty.write_bytes(b"")
-    with pytest.raises(ValueError, match="empty file"):
-        read_image(str(empty))

@@ -22,7 +22,10 @@ Class names and category ids come from --eval_ann_file (any COCO-format json: it
 sorted by id; image ids of the files it lists) when given; otherwise names are
 dataset_config.coco_classes and ids COCO's for the 80 COCO classes (1..N for another count),
 and image_id is the file's position in the sorted listing (after the json's largest id when a
-json is given but does not list the file). Unreadable images are skipped with a warning.
+json is given but does not list the file). Unreadable images are skipped with a warning naming
+the file and counted: undecodable ones, anything not a regular file (a FIFO, a device, a folder),
+files over dataset_config.max_image_mb and images over dataset_config.max_image_pixels (read from
+the header, before decoding). results.json is written atomically once every image is done.
 """
 import sys
 

@@ -17,6 +17,8 @@ import json
 import math
 import os
 
+from src.data.image_file import file_problem
+
 # Annotation file and image folder below a COCO root: the training split and, per run_mode, evaluation.
 TRAIN_LAYOUT = ("annotations/instances_train2017.json", "train2017")
 EVAL_LAYOUT = {"val": ("annotations/instances_val2017.json", "val2017"),
@@ -144,12 +146,22 @@ class CocoData:
             raise DataError("image folder not found: %s" % self.image_dir)
 
     def check_images(self):
-        """Raise DataError naming the images listed in the json but absent from the folder."""
-        missing = [e["file_name"] for e in self.images if not os.path.isfile(self.image_path(e))]
+        """Raise DataError naming the images listed in the json but absent from the folder or not regular files.
+
+        A FIFO, a device or a folder under an image's name would hang or fail the reader
+        (src/data/image_file.py): it is named here, before any work.
+        """
+        problems = [(e["file_name"], file_problem(self.image_path(e))) for e in self.images]
+        missing = [name for name, problem in problems if problem == "missing"]
         if missing:
             raise DataError("%d image(s) listed in %s are missing from %s: %s%s"
                             % (len(missing), self.ann_file, self.image_dir, ", ".join(missing[:5]),
                                " ..." if len(missing) > 5 else ""))
+        other = ["%s (%s)" % (name, problem) for name, problem in problems if problem]
+        if other:
+            raise DataError("%d image(s) listed in %s are not regular files in %s: %s%s; give image files only"
+                            % (len(other), self.ann_file, self.image_dir, ", ".join(other[:5]),
+                               " ..." if len(other) > 5 else ""))
 
     def objects_by_image(self):
         """Training objects: ({image_id: [(x1, y1, x2, y2, category_id, iscrowd)]}, {"dropped_annotations"}).

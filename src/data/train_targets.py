@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from src import image as im
+from src.data.image_file import DECODE_FLAGS
 
 MSRA_SIGMA = 4               # official --hm_gauss default: heatmap sigma with mse_loss
 RAND_CROP_SCALES = np.arange(0.6, 1.4, 0.1)  # official: 0.6 ... 1.3
@@ -196,7 +197,7 @@ class TrainTransform:
         if not self._threads_set:
             cv2.setNumThreads(1)  # one pipeline worker = one core
             self._threads_set = True
-        img = cv2.imdecode(_as_uint8(image), cv2.IMREAD_COLOR)
+        img = cv2.imdecode(_as_uint8(image), DECODE_FLAGS)  # stored orientation, as the boxes
         if img is None:
             raise ValueError("cannot decode the image of image_id %d" % int(image_id))
         boxes, classes, crowd = _as_objects(bboxes, category_id, iscrowd)

@@ -17,7 +17,8 @@ import time
 import cv2
 
 from src.data.prefetch import Prefetcher
-from src.image import input_geometry, preprocess_test_image, read_image
+from src.data.image_file import TOO_MANY_PIXELS, ImageFileError, image_limits, read_image
+from src.image import input_geometry, preprocess_test_image
 from src.infer.soft_nms import SoftNMS
 from src.post_process import coco_records, post_process_image
 
@@ -43,6 +44,7 @@ class EvalSettings:
         self.soft_nms = bool(ev.SOFT_NMS)
         self.nms = SoftNMS.from_config(ev)
         self.max_per_image = int(ev.max_per_image)
+        self.limits = image_limits(cfg)
 
     def prepare(self, image):
         """Network inputs of every scale: [(input, meta)]."""
@@ -75,8 +77,13 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
     ``predict(input, meta)`` returns the (K, 6) output-map detections of one input; meta
     holds c, s, out sizes, scale, image_id and file_name. ``on_image(entry, image,
     per_class)`` (optional) sees every image with its final detections (drawing). Returns
-    (COCO result records sorted by image id, timing dict). A read failure raises, naming
-    the file, or with ``skip_unreadable`` logs a warning and skips the image.
+    (COCO result records sorted by image id, timing dict). Every image is read through
+    src/data/image_file.py (regular files, ``settings.limits``, stored orientation). An image
+    over dataset_config.max_image_pixels is skipped with a warning; any other read failure
+    raises, naming the file, or with ``skip_unreadable`` is skipped with a warning too.
+    ``timing["skipped_ids"]`` lists the skipped images. An entry whose json width/height
+    differs from the image read is warned about and counted (``timing["size_mismatch"]``):
+    its annotations describe another picture.
 
     Three threads share the work: a reader decodes and pre-processes images ahead, this
     thread only calls ``predict``, and a post-processor maps, suppresses, records and draws
@@ -88,15 +95,26 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
     order = shape_order(entries, settings) if settings.keep_res else list(range(len(entries)))
     keep_image = on_image is not None
 
+    mismatched = []
+
     def load(index):
         entry = entries[index]
+        path = path_of(entry)
         try:
-            image = read_image(path_of(entry))
+            image = read_image(path, settings.limits)
         except (OSError, ValueError) as err:
-            if not skip_unreadable:
+            over = isinstance(err, ImageFileError) and err.reason == TOO_MANY_PIXELS
+            if not (skip_unreadable or over):
                 raise
             logger.warning("skipped: %s", err)
             return index, None, None
+        height, width = image.shape[:2]
+        listed = (entry.get("width"), entry.get("height"))
+        if all(listed) and (int(listed[0]), int(listed[1])) != (width, height):
+            mismatched.append(entry["id"])
+            logger.warning("%s is %dx%d but the annotation file gives %sx%s (image id %d): its boxes describe "
+                           "another picture; fix the json's width/height or the image", path, width, height,
+                           entry["width"], entry["height"], entry["id"])
         return index, (image if keep_image else None), settings.prepare(image)
 
     per_image = {}
@@ -115,7 +133,7 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
             bar.update(1)
 
     workers = workers or 1
-    skipped = 0
+    skipped = []
     forward_s = input_wait_s = post_wait_s = 0.0
     backlog = collections.deque()
     start = time.perf_counter()
@@ -134,7 +152,7 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
                 index, image, inputs = item
                 entry = entries[index]
                 if inputs is None:
-                    skipped += 1
+                    skipped.append(entry["id"])
                     if bar is not None:
                         bar.update(1)
                     continue
@@ -159,7 +177,8 @@ def detect_images(entries, path_of, predict, settings, category_ids, on_image=No
             bar.close()
     wall = time.perf_counter() - start
     records = [r for index in sorted(per_image, key=lambda i: entries[i]["id"]) for r in per_image[index]]
-    timing = {"images": len(order), "skipped": skipped, "detections": len(records), "wall_s": wall,
+    timing = {"images": len(order), "skipped": len(skipped), "skipped_ids": sorted(skipped),
+              "size_mismatch": len(mismatched), "detections": len(records), "wall_s": wall,
               "predict_s": forward_s, "input_wait_s": input_wait_s, "post_wait_s": post_wait_s,
               "post_s": post_s[0], "images_per_s": len(order) / wall if wall > 0 else 0.0}
     return records, timing

@@ -9,6 +9,7 @@ import logging
 import os
 
 from src.data.coco import CocoData, DataError, default_category_ids
+from src.data.image_file import file_header_size
 from src.deploy.runtimes import model_predictor
 from src.infer.detect import EvalSettings, detect_images
 from src.infer.detector import build_detector
@@ -27,21 +28,10 @@ def list_images(image_dir):
         raise ConfigError("--image_dir is required: the folder of images to detect")
     if not os.path.isdir(image_dir):
         raise DataError("image folder not found: %s" % image_dir)
-    names = sorted(n for n in os.listdir(image_dir)
-                   if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(image_dir, n)))
+    names = sorted(n for n in os.listdir(image_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
     if not names:
         raise DataError("no images (%s) in %s" % ("/".join(e[1:] for e in IMAGE_EXTENSIONS), image_dir))
     return names
-
-
-def image_size(path):
-    """(width, height) from the file header (PIL reads no pixels), or None."""
-    try:
-        from PIL import Image
-        with Image.open(path) as image:
-            return image.size
-    except Exception:  # noqa: BLE001  (any unreadable header: the size is learnt when decoding)
-        return None
 
 
 def class_info(cfg, num_classes):
@@ -78,7 +68,7 @@ def run_detect(cfg):
     first_free = max(known_ids.values(), default=-1) + 1
     for index, name in enumerate(names):
         entry = {"id": known_ids.get(name, first_free + index), "file_name": name}
-        size = image_size(os.path.join(cfg.image_dir, name)) if settings.keep_res else None
+        size = file_header_size(os.path.join(cfg.image_dir, name)) if settings.keep_res else None
         if size:
             entry["width"], entry["height"] = size
         entries.append(entry)

@@ -7,7 +7,7 @@ import pytest
 
 from src import image as im
 from src.data import train_targets as T
-from data_helpers import SMALL, load_json as _load, mindrecord_rows as _rows
+from data_helpers import SMALL, exif_jpeg, load_json as _load, mindrecord_rows as _rows
 
 
 def test_train_columns_layouts(make_config):
@@ -81,6 +81,23 @@ def _box_in_image(chw):
     grey = chw.mean(axis=0)
     ys, xs = np.nonzero(grey > (grey.max() + grey.min()) / 2)
     return np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
+
+
+def test_an_exif_rotated_jpeg_trains_in_its_stored_orientation(make_config, tmp_path):
+    """Bad input: a JPEG with EXIF orientation 6 (boxes and json size in the stored orientation) | trained as stored: the target sits on the object."""
+    t = T.TrainTransform(make_config(SMALL, dataset_config__rand_crop=False, dataset_config__shift=0.0,
+                                     dataset_config__scale=0.0, dataset_config__flip_prop=0.0))
+    img = np.zeros((240, 320, 3), np.uint8)
+    img[60:130, 100:180] = 255  # box x1, y1, x2, y2 = 100, 60, 180, 130 in the stored orientation
+    with open(exif_jpeg(tmp_path / "turned.jpg", img), "rb") as f:
+        data = np.frombuffer(f.read(), np.uint8)
+    out = dict(zip(t.columns, t(data, 1, np.array([[100, 60, 180, 130]], np.float32), np.array([2], np.int32),
+                                np.array([0], np.int32), 0)))
+    seen = _box_in_image(out["image"]) / 4.0  # input -> output resolution
+    ct = np.array([out["ind"][0] % 32, out["ind"][0] // 32]) + out["reg"][0]
+    assert out["reg_mask"][0] == 1
+    assert np.allclose(ct, [(seen[0] + seen[2]) / 2, (seen[1] + seen[3]) / 2], atol=0.5), (ct, seen)
+    assert np.allclose(out["wh"][0], [seen[2] - seen[0], seen[3] - seen[1]], atol=0.5), seen
 
 
 @pytest.mark.parametrize("rand_crop", [False, True])

@@ -207,3 +207,20 @@ def test_ascend310_app_builds_and_handles_its_files_with_a_stub_runtime(syntheti
     assert bad.returncode != 0 and "MINDIR not found" in bad.stderr
     bad = subprocess.run([app, "--mindir=x"], capture_output=True, text=True)
     assert bad.returncode == 2 and "unknown option --mindir" in bad.stderr
+
+
+def test_preprocess_skips_images_over_the_pixel_limit(synthetic_coco, tmp_path, capsys):
+    """Bad input: a 20000x20000 PNG among preprocess.py's images | skipped with a warning naming it and max_image_pixels, listed in preprocess_info.json; the others are prepared."""
+    from data_helpers import huge_png
+    images = tmp_path / "images"
+    shutil.copytree(synthetic_coco.val_images, images)
+    doc = json.loads(open(synthetic_coco.val_ann).read())
+    huge = sorted(doc["images"], key=lambda e: e["id"])[1]
+    huge_png(images / huge["file_name"], 20000, 20000)
+    pre = tmp_path / "pre"
+    assert preprocess_script.main(argv(dict(FIXED, eval_ann_file=synthetic_coco.val_ann, eval_image_dir=str(images),
+                                            pre_result_path=str(pre), eval_max_images=3))) == 0
+    assert "over dataset_config.max_image_pixels=64000000" in capsys.readouterr().err
+    info = json.loads((pre / "preprocess_info.json").read_text())
+    assert info["skipped"] == [huge["id"]] and info["num_images"] == 2
+    assert len(os.listdir(pre / "images")) == 2 and "%d.bin" % huge["id"] not in os.listdir(pre / "images")

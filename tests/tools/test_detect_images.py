@@ -6,6 +6,7 @@ import shutil
 
 from agreement import NO_SOFT_NMS, PredictionLog, assert_records_agree, assert_runs_agree
 from conftest import make_config
+from data_helpers import fifo_released_after, huge_png
 from eval_helpers import FIXED, SMALL, argv, file_names, small_checkpoint
 from src.infer import folder as folder_module
 from src.infer.detector import build_eval_network
@@ -13,20 +14,31 @@ from tools import detect_images
 
 
 def test_folder_detection_with_names_from_an_annotation_file(synthetic_coco, tmp_path, capsys):
+    """Bad input: a photo folder also holding an undecodable file, a FIFO, a folder named like an image and a 20000x20000 PNG | each skipped with a warning naming it; drawings and results.json of the others."""
     folder = tmp_path / "photos"
     folder.mkdir()
     picked = sorted(os.listdir(synthetic_coco.val_images))[:3]
     for name in picked:
         shutil.copy(os.path.join(synthetic_coco.val_images, name), folder / name)
     (folder / "broken.jpg").write_bytes(b"not a picture")
+    os.mkfifo(folder / "stalled.jpg")
+    (folder / "album.jpg").mkdir()
+    huge_png(folder / "huge.png", 20000, 20000)
     (folder / "notes.txt").write_text("ignored")
     ckpt = small_checkpoint(tmp_path / "small.ckpt")
     out = tmp_path / "out"
     options = dict(FIXED, device_target="CPU", image_dir=str(folder), load_checkpoint_path=ckpt,
                    save_result_dir=str(out), eval_ann_file=synthetic_coco.val_ann)
     options["eval_config.score_thresh"] = 0.05
-    assert detect_images.main(argv(options)) == 0
-    assert "skipped: cannot decode image" in capsys.readouterr().err
+    with fifo_released_after(folder / "stalled.jpg"):
+        assert detect_images.main(argv(options)) == 0
+    err = capsys.readouterr().err
+    assert "skipped: cannot decode image" in err
+    assert "skipped: %s is a FIFO (named pipe), not a regular file" % (folder / "stalled.jpg") in err
+    assert "skipped: %s is a folder, not a regular file" % (folder / "album.jpg") in err
+    assert "skipped: %s is 20000x20000 (400.0 megapixels), over dataset_config.max_image_pixels" % (
+        folder / "huge.png") in err
+    assert "3 images (4 skipped)" in err
     assert file_names(out) == ["images", "results.json"]
     assert file_names(out / "images") == sorted(os.path.splitext(n)[0] + ".png" for n in picked)
     results = json.loads((out / "results.json").read_text())
