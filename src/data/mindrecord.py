@@ -7,6 +7,8 @@ import json
 import os
 import re
 
+from src.data.shard_check import verify_dataset
+
 META_SUFFIX = ".meta.json"
 SCHEMA = {
     "image": {"type": "bytes"},
@@ -49,7 +51,11 @@ def read_meta(mindrecord_dir, prefix=None):
 
 
 def mindrecord_files(mindrecord_dir, prefix=None):
-    """Ordered shard paths of dataset ``prefix`` in ``mindrecord_dir`` (from the meta file if any)."""
+    """Ordered shard paths of dataset ``prefix`` in ``mindrecord_dir`` (from the meta file if any).
+
+    Every reader of a converted dataset gets its files here, checked against the conversion's
+    checksum manifest (src.data.shard_check.verify_dataset) before MindSpore opens them.
+    """
     prefix = configured_prefix(prefix)
     if not os.path.isdir(mindrecord_dir):
         raise FileNotFoundError("MindRecord folder not found: %s" % mindrecord_dir)
@@ -60,6 +66,7 @@ def mindrecord_files(mindrecord_dir, prefix=None):
         if missing:
             raise FileNotFoundError("MindRecord shard %s listed in %s is missing"
                                     % (missing[0], meta_path(mindrecord_dir, prefix)))
+        verify_dataset(mindrecord_dir, prefix, meta, meta_path(mindrecord_dir, prefix))
         return files
     pattern = re.compile(r"^%s(\d*)$" % re.escape(prefix))
     found = sorted(((int(m.group(1) or -1), n) for n in os.listdir(mindrecord_dir)
@@ -67,6 +74,7 @@ def mindrecord_files(mindrecord_dir, prefix=None):
     if not found:
         raise FileNotFoundError("no MindRecord files with prefix %r in %s (convert COCO with src/dataset.py first)"
                                 % (prefix, mindrecord_dir))
+    verify_dataset(mindrecord_dir, prefix, None, None)
     return [os.path.join(mindrecord_dir, n) for _, n in found]
 
 
