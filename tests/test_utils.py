@@ -183,7 +183,8 @@ def test_checkpoint_leaving_parameters_uninitialised_is_refused_where_complete(t
 
 
 def test_network_weights_of_another_type_convert_floats_and_refuse_others(tmp_path, caplog):
-    """Bad input: network weights (eval, export, fine-tuning) stored as int32 | exit 2 naming the checkpoint and the first parameters of the wrong type; fp16 weights load converted to the network's float32."""
+    """Network weights (eval, export, fine-tuning) of fp16 load converted to float32; int32 ones are a
+    CheckpointError naming the file and the first parameters of the wrong type."""
     src = _net()
     half = [{"name": p.name, "data": Tensor(p.asnumpy().astype(np.float16))} for p in src.get_parameters()]
     ms.save_checkpoint(half, str(tmp_path / "half.ckpt"))
