@@ -7,6 +7,7 @@ import json
 import os
 import re
 
+from src.data.coco import DataError
 from src.data.shard_check import verify_dataset
 
 META_SUFFIX = ".meta.json"
@@ -82,4 +83,37 @@ def dataset_size(mindrecord_dir, prefix=None):
     """Number of rows (images) of a converted dataset."""
     import mindspore.dataset as ds
     files = mindrecord_files(mindrecord_dir, prefix)
-    return ds.MindDataset(files, columns_list=["image_id"], shuffle=False).get_dataset_size()
+    try:
+        return ds.MindDataset(files, columns_list=["image_id"], shuffle=False).get_dataset_size()
+    except RuntimeError as err:
+        clear = pipeline_error(err, mindrecord_dir)
+        if clear is None:
+            raise
+        raise clear from err
+
+
+_PYTHON_ERROR = re.compile(r"^(?:\w+\.)*\w+(?:Error|Exception): (.+)$")
+_PIPELINE_HEADING = "- Dataset Pipeline Error Message:"
+_WRAPPERS = ("Exception thrown from", "Execute user Python code failed")  # MindSpore's words around a cause
+
+
+def pipeline_error(err, mindrecord_dir):
+    """A one-line DataError for the RuntimeError of a failed MindSpore data pipeline, None for other errors.
+
+    MindSpore wraps what failed (a Python exception of a transform, or its own reader's error)
+    in a multi-line report with call stacks; the cause is the report's last Python exception
+    line, else its first ``[ERROR]`` line, MindSpore's own wrapping words left out.
+    """
+    text = str(err)
+    if _PIPELINE_HEADING not in text:
+        return None
+    python_part, _, pipeline_part = text.partition(_PIPELINE_HEADING)
+    causes = [m.group(1).strip() for m in map(_PYTHON_ERROR.match, python_part.splitlines()) if m]
+    causes = [c for c in causes if not c.startswith(_WRAPPERS)]
+    if not causes:
+        errors = [re.sub(r"^(\[[^]]*\]\s*)+", "", ln.strip()) for ln in pipeline_part.splitlines()
+                  if ln.strip().startswith("[ERROR]")]
+        causes = [c for c in errors if c and not c.startswith(_WRAPPERS)][:1] or ["MindSpore gave no cause"]
+    return DataError("reading the MindRecord dataset in %s failed: %s; re-convert the dataset with src/dataset.py "
+                     "--overwrite=true" % (mindrecord_dir, causes[-1].rstrip(".")))
+

@@ -6,11 +6,9 @@ run resumes bit-for-bit at any step and the ranks of a data-parallel run read di
 import collections
 import logging
 import os
-import re
 
 import numpy as np
 
-from src.data.coco import DataError
 from src.data.mindrecord import SCHEMA, meta_path, mindrecord_files, over_max_objs, read_meta
 from src.data.train_targets import TrainTransform, sample_nbytes, train_columns
 
@@ -176,32 +174,6 @@ def create_train_dataset(cfg, num_steps, start_step=0, rank=0, group_size=1, res
     LOGGER.info("training data: %d images, rank %d/%d, %d steps per epoch, steps %d..%d, %d workers",
                 num_rows, rank, group_size, plan.steps_per_epoch, start_step, start_step + num_steps - 1, workers)
     return dataset
-
-
-_PYTHON_ERROR = re.compile(r"^(?:\w+\.)*\w+(?:Error|Exception): (.+)$")
-_PIPELINE_HEADING = "- Dataset Pipeline Error Message:"
-_WRAPPERS = ("Exception thrown from", "Execute user Python code failed")  # MindSpore's words around a cause
-
-
-def pipeline_error(err, mindrecord_dir):
-    """A one-line DataError for the RuntimeError of a failed MindSpore data pipeline, None for other errors.
-
-    MindSpore wraps what failed (a Python exception of a transform, or its own reader's error)
-    in a multi-line report with call stacks; the cause is the report's last Python exception
-    line, else its first ``[ERROR]`` line, MindSpore's own wrapping words left out.
-    """
-    text = str(err)
-    if _PIPELINE_HEADING not in text:
-        return None
-    python_part, _, pipeline_part = text.partition(_PIPELINE_HEADING)
-    causes = [m.group(1).strip() for m in map(_PYTHON_ERROR.match, python_part.splitlines()) if m]
-    causes = [c for c in causes if not c.startswith(_WRAPPERS)]
-    if not causes:
-        errors = [re.sub(r"^(\[[^]]*\]\s*)+", "", ln.strip()) for ln in pipeline_part.splitlines()
-                  if ln.strip().startswith("[ERROR]")]
-        causes = [c for c in errors if c and not c.startswith(_WRAPPERS)][:1] or ["MindSpore gave no cause"]
-    return DataError("reading the training data in %s failed: %s; re-convert the dataset with src/dataset.py "
-                     "--overwrite=true" % (mindrecord_dir, causes[-1].rstrip(".")))
 
 
 def _limit_prefetch(batch_nbytes):

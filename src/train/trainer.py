@@ -17,8 +17,8 @@ import time
 import mindspore as ms
 
 from src.centernet_det import CenterNetDet, StepOutputs
-from src.data.mindrecord import dataset_size
-from src.data.train_data import Cursor, SamplePlan, create_train_dataset, pipeline_error
+from src.data.mindrecord import dataset_size, pipeline_error
+from src.data.train_data import Cursor, SamplePlan, create_train_dataset
 from src.model_utils.config import ConfigError
 from src.model_utils.file_io import FolderLock, remove_stale_temporaries
 from src.train.amp import build_train_step

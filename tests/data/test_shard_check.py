@@ -125,6 +125,22 @@ def test_missing_manifest_warns_once_and_reads(synthetic_mindrecord, tmp_path, c
     assert len(warnings) == 1 and data in warnings[0]
 
 
+def test_unreadable_header_without_manifest_is_one_line(synthetic_mindrecord, tmp_path, caplog):
+    """Bad input: a MindRecord dataset without checksum manifest whose shard header is damaged | exit 2 before training, one line with MindSpore's cause naming the shard and the re-conversion command instead of its multi-line report."""
+    data = _copy(synthetic_mindrecord, tmp_path / "mr")
+    meta_file = os.path.join(data, synthetic_mindrecord.prefix + META_SUFFIX)
+    os.remove(meta_file)
+    shard = mindrecord_files(data, synthetic_mindrecord.prefix)[0]
+    with open(shard, "r+b") as f:
+        f.seek(20)
+        f.write(b"XXXXXXXX")
+    argv = TINY + ["--mindrecord_dir=%s" % data, "--train_steps=2", "--save_checkpoint_path=%s" % (tmp_path / "out")]
+    assert train.main(argv) == 2
+    message = _one_error(caplog)
+    assert message.startswith("reading the MindRecord dataset in %s failed: " % data) and shard in message, message
+    assert "re-convert" in message and "\n" not in message and "training steps" not in caplog.text
+
+
 def test_missing_file_of_the_manifest_is_named(synthetic_mindrecord, tmp_path):
     data = _copy(synthetic_mindrecord, tmp_path / "mr")
     index = mindrecord_files(data, synthetic_mindrecord.prefix)[0] + ".db"
@@ -151,6 +167,6 @@ def test_undecodable_image_in_a_shard_is_one_line_naming_the_image(tmp_path, cap
                    "--save_checkpoint_path=%s" % (tmp_path / "out")]
     assert train.main(argv) == 2
     message = _one_error(caplog)
-    assert message.startswith("reading the training data in %s failed: cannot decode the image of image_id 50"
+    assert message.startswith("reading the MindRecord dataset in %s failed: cannot decode the image of image_id 50"
                               % data), message
     assert "re-convert" in message and "\n" not in message and "no checksum manifest" in caplog.text
