@@ -27,6 +27,7 @@ from src.data.coco import DROP_REASONS, TRAIN_LAYOUT, CocoData, DataError
 from src.data.image_file import UNDECODABLE, ImageFileError, check_pixels, header_size, image_limits, read_file_bounded
 from src.data.mindrecord import (META_SUFFIX, SCHEMA, configured_prefix, dataset_size,  # noqa: F401  (the data entry)
                                  meta_path, mindrecord_files, over_max_objs, read_meta)
+from src.data.shard_check import VERIFIED_SUFFIX, dataset_file_names, make_manifest
 from src.data.train_data import create_train_dataset  # noqa: F401  (the data entry, as the original's dataset.py)
 from src.model_utils.file_io import publish_folder, remove_stale_temporaries, temporary_folder
 
@@ -117,12 +118,12 @@ def _make_row(image, data, objects, cat_index):
 
 
 def existing_outputs(mindrecord_dir, prefix):
-    """Paths in ``mindrecord_dir`` that belong to the dataset ``prefix`` (shards, .db, meta)."""
+    """Paths in ``mindrecord_dir`` that belong to the dataset ``prefix`` (shards, .db, meta, verification record)."""
     if not os.path.isdir(mindrecord_dir):
         return []
     pattern = re.compile(r"^%s(\d+)?(\.db)?$" % re.escape(prefix))
     return sorted(os.path.join(mindrecord_dir, n) for n in os.listdir(mindrecord_dir)
-                  if pattern.match(n) or n == prefix + META_SUFFIX)
+                  if pattern.match(n) or n in (prefix + META_SUFFIX, prefix + VERIFIED_SUFFIX))
 
 
 def _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index, image_dir, workers, limits):
@@ -213,7 +214,9 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=
     regular file, and images whose size differs from the json's are skipped and counted
     (``skipped``); images over the pixel limit are kept and counted; non-finite,
     zero-size and out-of-image boxes dropped and counted by reason; images with more than
-    ``max_objs`` objects (default: the yaml's dataset_config.max_objs) counted. Output appears
+    ``max_objs`` objects (default: the yaml's dataset_config.max_objs) counted. The size and
+    checksum of every file written go into the meta sidecar (src/data/shard_check.py), which
+    every reader checks. Output appears
     atomically: rows are written in a temporary folder inside ``mindrecord_dir`` and moved into
     place when complete; the folders of killed conversions of the same prefix are removed.
     """
@@ -241,6 +244,7 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=
         summary = _summary(prefix, shards, categories, written, objects, skipped, stats, ann_file, image_dir,
                            max_objs)
         summary["images_over_max_image_pixels"] = large
+        summary["manifest"] = make_manifest(tmp_dir, dataset_file_names(summary["files"]))
         with open(meta_path(tmp_dir, prefix), "w", encoding="utf-8") as f:
             json.dump(summary, f, indent=1)
         if overwrite:

@@ -175,6 +175,15 @@ def read_checkpoint(path):
         raise CheckpointError("cannot read checkpoint %s: %s" % (path, err)) from err
 
 
+def _dtype_of(value):
+    """The MindSpore dtype of a checkpoint value (Parameter or Tensor), None for other values."""
+    return getattr(value, "dtype", None)
+
+
+def _is_float(dtype):
+    return dtype in (ms.float16, ms.bfloat16, ms.float32, ms.float64)
+
+
 def _short(names, limit=6):
     names = list(names)
     return ", ".join(names[:limit]) + (" ... (%d in all)" % len(names) if len(names) > limit else "")
@@ -222,6 +231,15 @@ def load_network_weights(network, path, filter_weight=False, complete=False, wei
                               "written for another network (net_config.block_type/block_class?) or holds the "
                               "backbone only; use a checkpoint of the whole network"
                               % (path, len(missing), len(own), _short(missing, 4)))
+    retyped = [n for n, v in matched.items() if _dtype_of(v) != own[n].dtype]
+    described = ["%s: checkpoint %s, network %s" % (n, _dtype_of(matched[n]), own[n].dtype) for n in retyped]
+    if any(not (_is_float(_dtype_of(matched[n])) and _is_float(own[n].dtype)) for n in retyped):
+        raise CheckpointError("checkpoint %s stores parameters in a type the network cannot take (%s): use a "
+                              "checkpoint written by train.py or tools/convert_official_ckpt.py"
+                              % (path, _short(described, 4)))
+    if retyped:  # a float checkpoint of another precision (fp16 weights): load_param_into_net converts it
+        logger.info("checkpoint %s: %d parameters converted to the network's float type (%s)", path, len(retyped),
+                    _short(described, 2))
     if unexpected:
         logger.warning("checkpoint %s: %d parameters unknown to the network, ignored: %s",
                        path, len(unexpected), _short(unexpected))
@@ -267,5 +285,12 @@ def load_train_state(train_cell, path, expected_meta, saved=None):
     if missing or mismatched:
         raise CheckpointError("cannot resume from %s, it was written by another configuration: %s"
                               % (path, _short(["missing " + m for m in missing] + mismatched, 4)))
+    retyped = ["%s: checkpoint %s, now %s" % (n, _dtype_of(saved[n]), p.dtype) for n, p in own.items()
+               if _dtype_of(saved[n]) != p.dtype]
+    if retyped:
+        raise CheckpointError("cannot resume from %s: %d of its %d training-state values have another type than "
+                              "train.py saves (%s), so it was converted after training; resume from the checkpoint "
+                              "as train.py wrote it, or start a new run from its weights with --resume=false "
+                              "--load_checkpoint_path=%s" % (path, len(retyped), len(own), _short(retyped, 2), path))
     ms.load_param_into_net(train_cell, {n: saved[n] for n in own}, strict_load=True)
     return meta

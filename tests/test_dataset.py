@@ -143,7 +143,8 @@ def test_existing_output_needs_overwrite(synthetic_coco, tmp_path):
     assert sorted(os.listdir(out)) == ["p.mind", "p.mind.db", "p.mind.meta.json"]
     assert len(_rows(out, "p.mind")) == 24
     D.coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, out, "other", shards=1, workers=1)
-    assert len(os.listdir(out)) == 6  # a different prefix coexists
+    assert sorted(os.listdir(out)) == ["other", "other.db", "other.meta.json", "p.mind", "p.mind.db",  # a different
+                                       "p.mind.meta.json", "p.mind.verified.json"]                   # prefix coexists
 
 
 def test_missing_inputs_raise_naming_the_path_and_write_nothing(synthetic_coco, tmp_path):

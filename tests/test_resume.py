@@ -224,3 +224,23 @@ def test_resume_without_a_checkpoint_is_an_error(synthetic_mindrecord, tmp_path,
                    "--save_checkpoint_path=%s" % (tmp_path / "empty")]
     assert train.main(argv) == 2
     assert "no checkpoint in" in caplog.text
+
+
+def test_resume_from_a_training_state_converted_to_fp16_names_the_file(saved_state, synthetic_mindrecord, tmp_path,
+                                                                        caplog):
+    """Bad input: --resume=true from a training state whose float values were cast to fp16 | exit 2 before training, one line naming the file, the first values of another type, and the way out (the unconverted checkpoint, or --resume=false --load_checkpoint_path for its weights)."""
+    converted = str(tmp_path / checkpoint_name(1, 3))
+    values = [{"name": name, "data": ms.Tensor(value.asnumpy().astype(np.float16)
+                                               if value.dtype == ms.float32 else value.asnumpy())}
+              for name, value in read_checkpoint(saved_state).items()]
+    ms.save_checkpoint(values, converted)
+    out = tmp_path / "out"
+    argv = TINY + ["--mindrecord_dir=%s" % synthetic_mindrecord.mindrecord_dir, "--train_steps=6", "--resume=true",
+                   "--load_checkpoint_path=%s" % converted, "--save_checkpoint_path=%s" % out]
+    assert train.main(argv) == 2
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "Traceback" not in caplog.text, caplog.text
+    assert errors[0].startswith("cannot resume from %s: " % converted)
+    for part in ("checkpoint Float16, now Float32", "--resume=false --load_checkpoint_path=%s" % converted):
+        assert part in errors[0], errors[0]
+    assert "training steps" not in caplog.text and (not out.exists() or not list(out.rglob("*.ckpt")))

@@ -180,3 +180,23 @@ def test_checkpoint_leaving_parameters_uninitialised_is_refused_where_complete(t
     with caplog.at_level(logging.INFO):
         load_network_weights(_net(), str(tmp_path / "backbone.ckpt"))
     assert "start fresh: deconv_layers." in caplog.text
+
+
+def test_network_weights_of_another_type_convert_floats_and_refuse_others(tmp_path, caplog):
+    """Network weights (eval, export, fine-tuning) of fp16 load converted to float32; int32 ones are a
+    CheckpointError naming the file and the first parameters of the wrong type."""
+    src = _net()
+    half = [{"name": p.name, "data": Tensor(p.asnumpy().astype(np.float16))} for p in src.get_parameters()]
+    ms.save_checkpoint(half, str(tmp_path / "half.ckpt"))
+    dst = _net()
+    with caplog.at_level(logging.INFO):
+        load_network_weights(dst, str(tmp_path / "half.ckpt"), complete=True)
+    assert "converted to the network's float type" in caplog.text
+    for a, b in zip(src.get_parameters(), dst.get_parameters()):
+        assert b.dtype == ms.float32
+        np.testing.assert_array_equal(b.asnumpy(), a.asnumpy().astype(np.float16).astype(np.float32))
+    ints = [{"name": p.name, "data": Tensor(p.asnumpy().astype(np.int32))} for p in src.get_parameters()]
+    ms.save_checkpoint(ints, str(tmp_path / "ints.ckpt"))
+    with pytest.raises(CheckpointError, match=r"ints.ckpt stores parameters in a type the network cannot take "
+                                              r"\(backbone.conv1.weight: checkpoint Int32, network Float32"):
+        load_network_weights(dst, str(tmp_path / "ints.ckpt"))

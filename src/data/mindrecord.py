@@ -7,6 +7,9 @@ import json
 import os
 import re
 
+from src.data.coco import DataError
+from src.data.shard_check import verify_dataset
+
 META_SUFFIX = ".meta.json"
 SCHEMA = {
     "image": {"type": "bytes"},
@@ -49,7 +52,11 @@ def read_meta(mindrecord_dir, prefix=None):
 
 
 def mindrecord_files(mindrecord_dir, prefix=None):
-    """Ordered shard paths of dataset ``prefix`` in ``mindrecord_dir`` (from the meta file if any)."""
+    """Ordered shard paths of dataset ``prefix`` in ``mindrecord_dir`` (from the meta file if any).
+
+    Every reader of a converted dataset gets its files here, checked against the conversion's
+    checksum manifest (src.data.shard_check.verify_dataset) before MindSpore opens them.
+    """
     prefix = configured_prefix(prefix)
     if not os.path.isdir(mindrecord_dir):
         raise FileNotFoundError("MindRecord folder not found: %s" % mindrecord_dir)
@@ -60,6 +67,7 @@ def mindrecord_files(mindrecord_dir, prefix=None):
         if missing:
             raise FileNotFoundError("MindRecord shard %s listed in %s is missing"
                                     % (missing[0], meta_path(mindrecord_dir, prefix)))
+        verify_dataset(mindrecord_dir, prefix, meta, meta_path(mindrecord_dir, prefix))
         return files
     pattern = re.compile(r"^%s(\d*)$" % re.escape(prefix))
     found = sorted(((int(m.group(1) or -1), n) for n in os.listdir(mindrecord_dir)
@@ -67,6 +75,7 @@ def mindrecord_files(mindrecord_dir, prefix=None):
     if not found:
         raise FileNotFoundError("no MindRecord files with prefix %r in %s (convert COCO with src/dataset.py first)"
                                 % (prefix, mindrecord_dir))
+    verify_dataset(mindrecord_dir, prefix, None, None)
     return [os.path.join(mindrecord_dir, n) for _, n in found]
 
 
@@ -74,4 +83,37 @@ def dataset_size(mindrecord_dir, prefix=None):
     """Number of rows (images) of a converted dataset."""
     import mindspore.dataset as ds
     files = mindrecord_files(mindrecord_dir, prefix)
-    return ds.MindDataset(files, columns_list=["image_id"], shuffle=False).get_dataset_size()
+    try:
+        return ds.MindDataset(files, columns_list=["image_id"], shuffle=False).get_dataset_size()
+    except RuntimeError as err:
+        clear = pipeline_error(err, mindrecord_dir)
+        if clear is None:
+            raise
+        raise clear from err
+
+
+_PYTHON_ERROR = re.compile(r"^(?:\w+\.)*\w+(?:Error|Exception): (.+)$")
+_PIPELINE_HEADING = "- Dataset Pipeline Error Message:"
+_WRAPPERS = ("Exception thrown from", "Execute user Python code failed")  # MindSpore's words around a cause
+
+
+def pipeline_error(err, mindrecord_dir):
+    """A one-line DataError for the RuntimeError of a failed MindSpore data pipeline, None for other errors.
+
+    MindSpore wraps what failed (a Python exception of a transform, or its own reader's error)
+    in a multi-line report with call stacks; the cause is the report's last Python exception
+    line, else its first ``[ERROR]`` line, MindSpore's own wrapping words left out.
+    """
+    text = str(err)
+    if _PIPELINE_HEADING not in text:
+        return None
+    python_part, _, pipeline_part = text.partition(_PIPELINE_HEADING)
+    causes = [m.group(1).strip() for m in map(_PYTHON_ERROR.match, python_part.splitlines()) if m]
+    causes = [c for c in causes if not c.startswith(_WRAPPERS)]
+    if not causes:
+        errors = [re.sub(r"^(\[[^]]*\]\s*)+", "", ln.strip()) for ln in pipeline_part.splitlines()
+                  if ln.strip().startswith("[ERROR]")]
+        causes = [c for c in errors if c and not c.startswith(_WRAPPERS)][:1] or ["MindSpore gave no cause"]
+    return DataError("reading the MindRecord dataset in %s failed: %s; re-convert the dataset with src/dataset.py "
+                     "--overwrite=true" % (mindrecord_dir, causes[-1].rstrip(".")))
+

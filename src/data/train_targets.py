@@ -199,7 +199,8 @@ class TrainTransform:
             self._threads_set = True
         img = cv2.imdecode(_as_uint8(image), DECODE_FLAGS)  # stored orientation, as the boxes
         if img is None:
-            raise ValueError("cannot decode the image of image_id %d" % int(image_id))
+            raise ValueError("cannot decode the image of image_id %d: its bytes in the MindRecord dataset are "
+                             "damaged" % int(image_id))
         boxes, classes, crowd = _as_objects(bboxes, category_id, iscrowd)
         if classes.size and classes.max() >= self.num_classes:
             raise ValueError("image_id %d has class index %d >= dataset_config.num_classes %d"

@@ -21,17 +21,36 @@ import numpy as np
 _MINDIR_DTYPES = {1: np.float32}  # mind_ir TensorProto.DataType FLOAT (the only input type our export produces)
 
 
+_MINDIR_PRODUCER = "MindSpore"  # the producer_name of every model ms.export writes
+
+
+def not_a_mindir(path, reason):
+    """The ValueError for a file given as a MINDIR that is not one (an ONNX model, garbage)."""
+    return ValueError("%s is not a MINDIR (%s): give the .mindir file export.py wrote (an ONNX model runs with "
+                      "tools/infer_onnx.py)" % (path, reason))
+
+
 def model_inputs(path):
     """[(name, shape, numpy dtype)] of a MINDIR's graph inputs, read from the model file (a protobuf).
 
-    A dimension the model leaves free is stored as a negative size.
+    A dimension the model leaves free is stored as a negative size. A file that is no MindSpore
+    model protobuf (an ONNX model, garbage) raises ``not_a_mindir``.
     """
+    from google.protobuf.message import DecodeError
     from mindspore.train.mind_ir_pb2 import ModelProto
     proto = ModelProto()
     with open(path, "rb") as f:
-        proto.ParseFromString(f.read())
+        data = f.read()
+    try:
+        proto.ParseFromString(data)
+    except DecodeError as err:
+        raise not_a_mindir(path, "not a MindSpore model protobuf: %s" % str(err).rstrip(".")) from err
+    if proto.producer_name != _MINDIR_PRODUCER:
+        raise not_a_mindir(path, "producer %r, not %s" % (proto.producer_name, _MINDIR_PRODUCER))
     found = []
     for item in proto.graph.input:
+        if not item.tensor:
+            raise not_a_mindir(path, "graph input %r describes no tensor" % item.name)
         tensor = item.tensor[0]
         dtype = _MINDIR_DTYPES.get(tensor.data_type)
         if dtype is None:
@@ -81,7 +100,10 @@ class MindirModel(ExportedModel):
         self.shape = tuple(d if d >= 0 else None for d in shape)
         self.metadata = {}
         self._tensor = Tensor
-        self.net = nn.GraphCell(ms.load(path))
+        try:
+            self.net = nn.GraphCell(ms.load(path))
+        except (RuntimeError, ValueError, TypeError) as err:
+            raise RuntimeError("MindSpore cannot load %s: %s" % (path, str(err).strip().splitlines()[0])) from err
         if self.dynamic:
             # Without this a loaded dynamic-shape graph is compiled for the first input's shape only.
             self.net.set_inputs(Tensor(shape=list(self.shape), dtype=ms.float32))

@@ -17,7 +17,7 @@ import time
 import mindspore as ms
 
 from src.centernet_det import CenterNetDet, StepOutputs
-from src.data.mindrecord import dataset_size
+from src.data.mindrecord import dataset_size, pipeline_error
 from src.data.train_data import Cursor, SamplePlan, create_train_dataset
 from src.model_utils.config import ConfigError
 from src.model_utils.file_io import FolderLock, remove_stale_temporaries
@@ -353,9 +353,29 @@ class Trainer:
         self.sink = self._sink_size(remaining)
         if self.sink:
             run_sink = ms.data_sink(self.step_cell, dataset, sink_size=self.sink)
-            return ((self.sink, StepOutputs.of(run_sink())) for _ in range(remaining // self.sink))
+            return ((self.sink, StepOutputs.of(self._read(run_sink))) for _ in range(remaining // self.sink))
         batches = dataset.create_tuple_iterator(num_epochs=1, do_copy=False)
-        return ((1, StepOutputs.of(self.step_cell(*batch))) for batch in batches)
+        return ((1, StepOutputs.of(self.step_cell(*batch))) for batch in self._batches(batches))
+
+    def _read(self, fetch):
+        """``fetch()``, a failure of the data pipeline reported as one line (pipeline_error)."""
+        try:
+            return fetch()
+        except RuntimeError as err:
+            clear = pipeline_error(err, self.cfg.mindrecord_dir)
+            if clear is None:
+                raise
+            raise clear from err
+
+    def _batches(self, batches):
+        """The batches of the iterator ``batches``, a failure of the data pipeline reported as one line."""
+        batches = iter(batches)
+        end = object()
+        while True:
+            batch = self._read(lambda: next(batches, end))
+            if batch is end:
+                return
+            yield batch
 
     def _advance_lr(self, outputs):
         """The learning rate the step(s) just done used; advances the optimizer-step counter.
