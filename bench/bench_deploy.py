@@ -20,7 +20,8 @@ that rounding the input alone to that precision makes in the fp32 network (these
 amplify any rounding: a gross-error check; the accuracy of a precision is the AP of
 bench/bench_deploy_accuracy.py on a trained model). The script exits 1 when
 the outputs are degenerate or one runtime disagrees; --corrupt exports a deliberately wrong ONNX
-(deformable offsets not permuted) to see it fail. --small runs the test-size network.
+(deformable offsets not permuted) to see it fail. --small runs the test-size network, MindSpore in
+PyNative mode (no graph compilation: for the tests, not for timing MindSpore).
 """
 import argparse
 import logging
@@ -108,7 +109,6 @@ def check_agreement(net, x, ms_dets, rows, paths, offsets):
     tol = tolerances(ms_heads)
     summary = check_degeneracy(ms_dets, tol["score"], offsets)
     logger.info("degeneracy: %s", summary)
-    fp32_heads = runtimes.open_model(paths["heads"], "onnxruntime")
     results, failures = {"degeneracy": summary, "tolerances": tol}, []
     for name, (runtime, precision, runner) in rows.items():
         try:
@@ -119,7 +119,7 @@ def check_agreement(net, x, ms_dets, rows, paths, offsets):
             else:
                 model = paths["int8_heads"] if precision == "int8" else paths["heads"]
                 heads = runtimes.open_model(model, runtime, precision="bf16" if precision == "bf16" else "fp32")(x)
-                floor = fp32_heads(round_input(x, precision))[1:]
+                floor = [h.asnumpy() for h in net.network(Tensor(round_input(x, precision)))]
                 figures = {"rounded_heads": compare_rounded_heads(ms_heads, heads[1:], floor)}
         except AgreementError as exc:
             failures.append("%s: %s" % (name, exc))
@@ -142,7 +142,7 @@ def _inputs(args):
 
 def run(args):
     """The figures of one benchmark run; AgreementError (before any timing) when a runtime disagrees."""
-    ms.set_context(mode=ms.GRAPH_MODE)
+    ms.set_context(mode=ms.PYNATIVE_MODE if args.small else ms.GRAPH_MODE)  # --small: no graph compilation
     ms.set_device("CPU")
     overrides = ["--dataset_config.num_classes=%d" % args.classes]
     if args.small:
@@ -215,7 +215,7 @@ def main(argv=None):
     parser.add_argument("--classes", type=int, default=80)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--calibration", type=int, default=4, help="int8 calibration inputs")
-    parser.add_argument("--small", action="store_true", help="test-size network (BasicBlock [1, 1, 1, 1])")
+    parser.add_argument("--small", action="store_true", help="test-size network (BasicBlock [1, 1, 1, 1]), MindSpore in PyNative mode")
     parser.add_argument("--no_torch", action="store_true", help="skip the PyTorch reference network")
     parser.add_argument("--no_int8", action="store_true", help="skip the int8 rows")
     parser.add_argument("--corrupt", action="store_true",
