@@ -297,7 +297,7 @@ def deploy_block(results):
     times, rows = speed.get("forward_s", {}), accuracy.get("rows", {})
     names = [n for n in DEPLOY_ORDER if n in times or n in rows] + sorted(
         n for n in set(times) | set(rows) if n not in DEPLOY_ORDER)
-    what = "%s, %s" % (speed["network"].split(",")[0], "x".join(str(d) for d in speed["input"][2:])) if speed else ""
+    what = "%s, %s" % (speed["network"].rsplit(", ", 1)[0], "x".join(str(d) for d in speed["input"][2:])) if speed else ""
     lines += ["| runtime, precision | forward + decode (%s) | / %s | model file | quick-start AP (- MindSpore fp32) |"
               % (what, speed.get("reference", "ONNX Runtime fp32")), "|---|---|---|---|---|"]
     for name in names:
