@@ -47,7 +47,7 @@ def import_quantization():
     """``onnx`` and ``onnxruntime.quantization``, or a one-line error saying what to install."""
     try:
         import onnx
-        from onnxruntime import quantization
+        import onnxruntime.quantization as quantization
     except ImportError as err:
         raise RuntimeError("int8 quantization needs the optional packages onnx and onnxruntime: pip install onnx "
                            "onnxruntime (the tested versions are in requirements-test.txt)") from err
