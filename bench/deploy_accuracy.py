@@ -54,7 +54,7 @@ def coco_ap(model_path, cfg, data_dir, runtime=None, precision=None, max_images=
     and ``precision`` go to src.deploy.runtimes.model_predictor when given (precision as its
     option), ``options`` too (e.g. threads).
     """
-    if runtime is not None:
+    if runtime not in (None, "onnxruntime"):  # an .onnx opens in ONNX Runtime by default
         options["runtime"] = runtime
     if precision is not None:
         options["precision"] = precision

@@ -196,6 +196,16 @@ def rows(results):
         out.add("quick_start", "quick start, whole run (data, conversion, training, evaluation, export)",
                 "%.0f s; AP %.3f, AP50 %.3f" % (fig["wall_s"], fig["AP"], fig["AP50"]), "",
                 _cmd_text(results["quick_start"]), headline=True)
+    fig = get("int8_accuracy")
+    if fig:
+        rows = {r["model"]: r for r in fig["rows"] if r["runtime"] == "onnxruntime"}
+        fp32 = rows.pop("fp32")
+        for model, r in rows.items():
+            out.add("int8_accuracy", "quick-start model in ONNX Runtime, COCO AP: %s / fp32" % model,
+                    "%.4f / %.4f (%+.4f; %.1f MB / %.1f MB)" % (r["AP"], fp32["AP"], r["dAP"], r["size_mb"],
+                                                              fp32["size_mb"]),
+                    "quick-start validation set, %d calibration images of the training MindRecord"
+                    % fig["calibration_images"], _cmd_text(results["int8_accuracy"]), headline=model == "int8 default")
     return out
 
 

@@ -2,7 +2,7 @@
 
     python bench/run_all.py                        # every benchmark (about 40 minutes on 2 cores)
     python bench/run_all.py --only eval keep_res   # some of them; the others keep their last figures
-    python bench/run_all.py --with_quick_start     # also time scripts/run_quick_start.sh (~10 min more)
+    python bench/run_all.py --with_quick_start     # also the quick start and its model's int8 AP (~20 min more)
     python bench/run_all.py --report_only          # rewrite the table from docs/performance.json
 
 Each benchmark runs in a fresh process (the scripts beside this one, or train.py / eval.py
@@ -231,6 +231,22 @@ def bench_quick_start(args, work):
                         "peak_tree_mb": round(tree)}}
 
 
+def bench_int8_accuracy(args, work):
+    """COCO AP of the quick-start model: fp32 ONNX vs its int8 quantizations (bench/deploy_accuracy.py)."""
+    out = os.path.join(work, "quick_start")
+    code, _, _, _ = run_sampling_rss(["bash", os.path.join(ROOT, "scripts", "run_quick_start.sh"), out],
+                                     os.path.join(work, "quick_start.log"))
+    if code:
+        raise RuntimeError("run_quick_start.sh failed (exit %d), see %s" % (code, os.path.join(work, "quick_start.log")))
+    ckpt_dir = os.path.join(out, "train", "ckpt_0")
+    ckpt = os.path.join(ckpt_dir, sorted(f for f in os.listdir(ckpt_dir) if f.endswith(".ckpt"))[-1])
+    cmd = _script("deploy_accuracy.py", "--checkpoint", ckpt, "--data_dir", os.path.join(out, "data", "coco"),
+                  "--mindrecord_dir", os.path.join(out, "data", "mindrecord"), "--variants", "default", "float_heads")
+    figures = _run_json(cmd, work, "int8_accuracy")
+    return {"command": ["bash", "scripts/run_quick_start.sh", "OUT_DIR", "&&"] + [
+        c.replace(out, "OUT_DIR").replace(ROOT + os.sep, "") for c in cmd[1:]], "figures": figures}
+
+
 BENCHMARKS = {
     "data": bench_data,
     "train_full": bench_train_full,
@@ -246,8 +262,10 @@ BENCHMARKS = {
     "scaling": bench_scaling,
     "resume": bench_resume,
     "quick_start": bench_quick_start,
+    "int8_accuracy": bench_int8_accuracy,
 }
-DEFAULT = [name for name in BENCHMARKS if name != "quick_start"]
+WITH_QUICK_START = ["quick_start", "int8_accuracy"]  # each trains the quick-start model (about 6.5 minutes)
+DEFAULT = [name for name in BENCHMARKS if name not in WITH_QUICK_START]
 
 
 # ----------------------------------------------------------------------------- report
@@ -275,7 +293,8 @@ def machine():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run these benchmarks only")
-    parser.add_argument("--with_quick_start", action="store_true", help="also time scripts/run_quick_start.sh")
+    parser.add_argument("--with_quick_start", action="store_true",
+                        help="also time scripts/run_quick_start.sh and measure the int8 AP of its model")
     parser.add_argument("--report_only", action="store_true", help="run nothing: rewrite the table from the results")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure where a script repeats")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per training/forward figure")
@@ -283,7 +302,7 @@ def main(argv=None):
     parser.add_argument("--markdown", default=os.path.join(ROOT, "docs", "PERFORMANCE.md"))
     parser.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
     args = parser.parse_args(argv)
-    names = [] if args.report_only else args.only or DEFAULT + (["quick_start"] if args.with_quick_start else [])
+    names = [] if args.report_only else args.only or DEFAULT + (WITH_QUICK_START if args.with_quick_start else [])
     results = {}
     if os.path.exists(args.results):
         with open(args.results, encoding="utf-8") as f:
