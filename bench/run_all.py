@@ -232,7 +232,7 @@ def bench_quick_start(args, work):
 
 
 def bench_int8_accuracy(args, work):
-    """COCO AP of the quick-start model: fp32 ONNX vs its int8 quantizations (bench/deploy_accuracy.py)."""
+    """COCO AP of the quick-start model: fp32 ONNX vs its int8 quantizations (bench/bench_int8_accuracy.py)."""
     out = os.path.join(work, "quick_start")
     code, _, _, _ = run_sampling_rss(["bash", os.path.join(ROOT, "scripts", "run_quick_start.sh"), out],
                                      os.path.join(work, "quick_start.log"))
@@ -240,7 +240,7 @@ def bench_int8_accuracy(args, work):
         raise RuntimeError("run_quick_start.sh failed (exit %d), see %s" % (code, os.path.join(work, "quick_start.log")))
     ckpt_dir = os.path.join(out, "train", "ckpt_0")
     ckpt = os.path.join(ckpt_dir, sorted(f for f in os.listdir(ckpt_dir) if f.endswith(".ckpt"))[-1])
-    cmd = _script("deploy_accuracy.py", "--checkpoint", ckpt, "--data_dir", os.path.join(out, "data", "coco"),
+    cmd = _script("bench_int8_accuracy.py", "--checkpoint", ckpt, "--data_dir", os.path.join(out, "data", "coco"),
                   "--mindrecord_dir", os.path.join(out, "data", "mindrecord"), "--variants", "default", "float_heads")
     figures = _run_json(cmd, work, "int8_accuracy")
     return {"command": ["bash", "scripts/run_quick_start.sh", "OUT_DIR", "&&"] + [

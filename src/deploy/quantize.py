@@ -14,7 +14,7 @@ What stays float:
   dequantized output of the layer before, their weights stay float);
 - with ``float_offsets`` (the default) the convolutions that compute the DCN offsets and masks:
   an offset error moves the sampling point of every kernel tap, which costs more than the int8
-  error of an ordinary convolution (bench/deploy_accuracy.py measures both);
+  error of an ordinary convolution (bench/bench_int8_accuracy.py measures both);
 - with ``float_heads`` the head convolutions (after the last transposed convolution);
 - the decode (sigmoid, max-pool, TopK, gathers) is not quantized at all.
 

@@ -43,7 +43,7 @@ RECORDED = {
     "quick_start": {"command": ["bash", "scripts/run_quick_start.sh", "OUT_DIR"],
                     "figures": {"wall_s": 800.0, "AP": 0.61, "AP50": 0.9, "peak_tree_mb": 2000},
                     "date": "2026-11-23 12:00", "load_average": [0.1, 0.2, 0.3], "repeats": 3},
-    "int8_accuracy": {"command": ["bash", "scripts/run_quick_start.sh", "OUT_DIR", "&&", "bench/deploy_accuracy.py"],
+    "int8_accuracy": {"command": ["bash", "scripts/run_quick_start.sh", "OUT_DIR", "&&", "bench/bench_int8_accuracy.py"],
                       "figures": {"calibration_images": 64, "rows": [
                           {"runtime": "onnxruntime", "model": "fp32", "AP": 0.3104, "AP50": 0.718, "dAP": 0.0,
                            "size_mb": 31.1, "quantize_s": 0.0},

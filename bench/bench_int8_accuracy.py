@@ -1,6 +1,6 @@
-"""COCO AP of an exported model on a runtime and precision, and of int8 quantization variants against fp32.
+"""COCO AP of int8 quantization variants of the quick-start model against its fp32 ONNX: what each choice costs.
 
-    python bench/deploy_accuracy.py --checkpoint CKPT --config_path quick_start_config.yaml \
+    python bench/bench_int8_accuracy.py --checkpoint CKPT --config_path quick_start_config.yaml \
         --data_dir COCO_ROOT --mindrecord_dir MINDRECORD [--calibration_images 64] \
         [--variants default float_heads ...] [--runtimes onnxruntime openvino] [--max_images N] [--json out.json]
 
@@ -11,7 +11,8 @@ loop of eval.py (src.infer.detect.detect_images, src.deploy.runtimes.model_predi
 src.infer.coco_eval): the same pre- and post-processing, so only the model's arithmetic differs.
 Prints AP, AP50, the AP difference to fp32, file size and quantization time per model, and exits 1
 when the default variant (export.py's defaults) misses the goal of issue 21: int8 within
-``INT8_AP_GOAL`` AP of fp32. ``coco_ap`` is the function other benchmarks call.
+``INT8_AP_GOAL`` AP of fp32. ``coco_ap`` (one model on one runtime) is reusable by other benchmarks;
+bench/bench_deploy_accuracy.py compares every runtime x precision with export.py's int8 defaults.
 """
 import argparse
 import json
@@ -33,7 +34,7 @@ from src.infer.detect import EvalSettings, detect_images  # noqa: E402
 from src.model_utils.config import get_config  # noqa: E402
 from src.model_utils.file_io import write_json_atomic  # noqa: E402
 
-logger = logging.getLogger("deploy_accuracy")
+logger = logging.getLogger("bench_int8_accuracy")
 
 INT8_AP_GOAL = 0.01  # issue 21: int8 within 0.01 AP of fp32
 # Quantization variants: quantize_onnx keyword arguments. "default" is export.py's defaults.
@@ -87,7 +88,7 @@ def calibration_inputs(cfg, mindrecord_dir, count):
 
 def run(args):
     cfg = get_config(["--config_path=%s" % args.config_path, "--device_target=CPU"] + args.override)
-    work = args.work or tempfile.mkdtemp(prefix="deploy_accuracy_")
+    work = args.work or tempfile.mkdtemp(prefix="bench_int8_accuracy_")
     fp32 = export_fp32(cfg, args.checkpoint, os.path.join(work, "fp32.onnx"))
     calibration = calibration_inputs(cfg, args.mindrecord_dir, args.calibration_images)
     rows = []
