@@ -2,7 +2,8 @@
 
     python bench/run_all.py                        # every benchmark (about 40 minutes on 2 cores)
     python bench/run_all.py --only eval keep_res   # some of them; the others keep their last figures
-    python bench/run_all.py --with_quick_start     # also the quick start and its model's int8 AP (~20 min more)
+    python bench/run_all.py --with_quick_start     # also time scripts/run_quick_start.sh and measure its model's
+                                                   # AP on every runtime x precision (~25 min more)
     python bench/run_all.py --report_only          # rewrite the table from docs/performance.json
 
 Each benchmark runs in a fresh process (the scripts beside this one, or train.py / eval.py
@@ -231,8 +232,13 @@ def bench_quick_start(args, work):
                         "peak_tree_mb": round(tree)}}
 
 
-def bench_int8_accuracy(args, work):
-    """COCO AP of the quick-start model: fp32 ONNX vs its int8 quantizations (bench/bench_int8_accuracy.py)."""
+def bench_deploy(args, work):
+    cmd = _script("bench_deploy.py", "--runs", "7")
+    return {"command": cmd, "figures": _run_json(cmd, work, "deploy")}
+
+
+def bench_deploy_accuracy(args, work):
+    """The quick start (scripts/run_quick_start.sh), then bench_deploy_accuracy.py on its model and data."""
     out = os.path.join(work, "quick_start")
     code, _, _, _ = run_sampling_rss(["bash", os.path.join(ROOT, "scripts", "run_quick_start.sh"), out],
                                      os.path.join(work, "quick_start.log"))
@@ -240,11 +246,10 @@ def bench_int8_accuracy(args, work):
         raise RuntimeError("run_quick_start.sh failed (exit %d), see %s" % (code, os.path.join(work, "quick_start.log")))
     ckpt_dir = os.path.join(out, "train", "ckpt_0")
     ckpt = os.path.join(ckpt_dir, sorted(f for f in os.listdir(ckpt_dir) if f.endswith(".ckpt"))[-1])
-    cmd = _script("bench_int8_accuracy.py", "--checkpoint", ckpt, "--data_dir", os.path.join(out, "data", "coco"),
-                  "--mindrecord_dir", os.path.join(out, "data", "mindrecord"), "--variants", "default", "float_heads")
-    figures = _run_json(cmd, work, "int8_accuracy")
-    return {"command": ["bash", "scripts/run_quick_start.sh", "OUT_DIR", "&&"] + [
-        c.replace(out, "OUT_DIR").replace(ROOT + os.sep, "") for c in cmd[1:]], "figures": figures}
+    cmd = _script("bench_deploy_accuracy.py", "--config_path=%s" % QUICK_START_CONFIG,
+                  "--data_dir=%s" % os.path.join(out, "data", "coco"), "--load_checkpoint_path=%s" % ckpt)
+    figures = _run_json(cmd, work, "deploy_accuracy")
+    return {"command": [c.replace(out, "QUICK_START_DIR") for c in cmd], "figures": figures}
 
 
 BENCHMARKS = {
@@ -261,10 +266,11 @@ BENCHMARKS = {
     "rss": bench_rss,
     "scaling": bench_scaling,
     "resume": bench_resume,
+    "deploy": bench_deploy,
     "quick_start": bench_quick_start,
-    "int8_accuracy": bench_int8_accuracy,
+    "deploy_accuracy": bench_deploy_accuracy,
 }
-WITH_QUICK_START = ["quick_start", "int8_accuracy"]  # each trains the quick-start model (about 6.5 minutes)
+WITH_QUICK_START = ["quick_start", "deploy_accuracy"]  # each runs scripts/run_quick_start.sh (~10 min)
 DEFAULT = [name for name in BENCHMARKS if name not in WITH_QUICK_START]
 
 
@@ -294,7 +300,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run these benchmarks only")
     parser.add_argument("--with_quick_start", action="store_true",
-                        help="also time scripts/run_quick_start.sh and measure the int8 AP of its model")
+                        help="also time scripts/run_quick_start.sh and measure its model's AP on every runtime x "
+                             "precision")
     parser.add_argument("--report_only", action="store_true", help="run nothing: rewrite the table from the results")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure where a script repeats")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per training/forward figure")
