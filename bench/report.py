@@ -297,7 +297,9 @@ def deploy_block(results):
     times, rows = speed.get("forward_s", {}), accuracy.get("rows", {})
     names = [n for n in DEPLOY_ORDER if n in times or n in rows] + sorted(
         n for n in set(times) | set(rows) if n not in DEPLOY_ORDER)
-    what = "%s, %s" % (speed["network"].rsplit(", ", 1)[0], "x".join(str(d) for d in speed["input"][2:])) if speed else ""
+    what = ""
+    if speed:
+        what = "%s, %s" % (speed["network"].rsplit(", ", 1)[0], "x".join(str(d) for d in speed["input"][2:]))
     lines += ["| runtime, precision | forward + decode (%s) | / %s | model file | quick-start AP (- MindSpore fp32) |"
               % (what, speed.get("reference", "ONNX Runtime fp32")), "|---|---|---|---|---|"]
     for name in names:
@@ -312,8 +314,8 @@ def deploy_block(results):
     lines.append("")
     for bench in ("deploy", "deploy_accuracy"):
         if bench in results:
-            lines.append("%s: %s, `%s`." % ("Times and file sizes" if bench == "deploy" else "AP", where(results, bench),
-                                            _cmd_text(results[bench])))
+            label = "Times and file sizes" if bench == "deploy" else "AP"
+            lines.append("%s: %s, `%s`." % (label, where(results, bench), _cmd_text(results[bench])))
     return "\n".join(lines + ["", DEPLOY_END])
 
 

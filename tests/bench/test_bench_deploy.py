@@ -32,10 +32,11 @@ def test_agreement_passes_on_the_export_and_fails_on_a_wrong_model(caplog, capsy
 
 def test_input_rounding_and_the_rounded_heads_rule():
     x = np.array([1.0, 1 + 2 ** -9, 1 + 3 * 2 ** -9, -3.14159, 1e-3], np.float32)
-    assert round_input(x, "bf16").tolist() == [1.0, 1.0, 1 + 2 ** -7, np.float32(-3.140625), np.float32(0.00099945068359375)]
+    assert round_input(x, "bf16").tolist() == [1.0, 1.0, 1 + 2 ** -7, np.float32(-3.140625),
+                                               np.float32(0.00099945068359375)]
     assert np.abs(round_input(x, "int8") - x).max() <= np.abs(x).max() / 127 / 2 + 1e-7
     want = [np.zeros(4, np.float32)]
     floor = [np.full(4, 0.1, np.float32)]
-    assert compare_rounded_heads(want, [np.full(4, 0.7, np.float32)], floor, factor=8)["hm"][0] == pytest.approx(0.7)
+    assert compare_rounded_heads(want, [np.full(4, 0.7, np.float32)], floor, 8)["hm"][0] == pytest.approx(0.7)
     with pytest.raises(AgreementError, match="hm by 0.9"):
-        compare_rounded_heads(want, [np.full(4, 0.9, np.float32)], floor, factor=8)
+        compare_rounded_heads(want, [np.full(4, 0.9, np.float32)], floor, 8)
