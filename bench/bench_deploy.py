@@ -9,10 +9,11 @@ MindSpore graph mode (fp32, the reference), the ONNX export (src/deploy/onnx_exp
 shape) in ONNX Runtime (fp32) and OpenVINO (fp32, and bf16 where the CPU has it natively), the
 same ONNX quantized to int8 as export.py --export_quantize=int8 does by default
 (src/deploy/quantize.py; calibrated on --calibration inputs: the benchmark image, the image the
-weights were calibrated on and random images) in both, and unless
---no_torch the PyTorch reference network of the tests (its own random weights: timed only). They
-are timed in interleaved rounds (one call each per round); medians and per-round ratios to ONNX
-Runtime fp32 are reported, with the load average and each model file's size.
+weights were calibrated on and random images) in both (OpenVINO: its float layers in fp32, and in
+bf16 where the CPU has it), and unless --no_torch the PyTorch reference network of the tests (its
+own random weights: timed only). They are timed in interleaved rounds (one call each per round);
+medians and per-round ratios to ONNX Runtime fp32 are reported, with the load average and each
+model file's size.
 
 Before timing, every runtime x precision is checked against MindSpore fp32 on the benchmark image
 (bench/agreement.py): the degeneracy summary, then fp32 by the heads (float32 noise) and the
@@ -74,19 +75,22 @@ def _quantize(path, out, calibration):
     return out
 
 
-def build_runtimes(paths, args):
-    """{row name: (runtime, precision, runner or None)}, and {row name: why it is missing}."""
-    rows, missing = {}, {}
-    rows["ONNX Runtime fp32"] = ("onnxruntime", "fp32", runtimes.open_model(paths["fp32"], "onnxruntime"))
-    rows["OpenVINO fp32"] = ("openvino", "fp32", runtimes.open_model(paths["fp32"], "openvino", precision="fp32"))
-    if runtimes.bf16_supported():
-        rows["OpenVINO bf16"] = ("openvino", "bf16", runtimes.open_model(paths["fp32"], "openvino", precision="bf16"))
-    else:
-        missing["OpenVINO bf16"] = "this CPU has no native bf16 (OpenVINO reports %s)" % "/".join(
-            runtimes.openvino_cpu_capabilities())
+def build_runtimes(paths):
+    """{row name: (runtime, model file kind (fp32 | int8), inference precision, runner)}, and {row name: why it
+    is missing}. OpenVINO runs the int8 model's float layers in fp32, and in bf16 where the CPU has it."""
+    specs = [("ONNX Runtime fp32", "onnxruntime", "fp32", "fp32"), ("OpenVINO fp32", "openvino", "fp32", "fp32"),
+             ("OpenVINO bf16", "openvino", "fp32", "bf16")]
     if "int8" in paths:
-        rows["ONNX Runtime int8"] = ("onnxruntime", "int8", runtimes.open_model(paths["int8"], "onnxruntime"))
-        rows["OpenVINO int8"] = ("openvino", "int8", runtimes.open_model(paths["int8"], "openvino"))
+        specs += [("ONNX Runtime int8", "onnxruntime", "int8", "fp32"), ("OpenVINO int8", "openvino", "int8", "fp32"),
+                  ("OpenVINO int8, float layers bf16", "openvino", "int8", "bf16")]
+    rows, missing = {}, {}
+    bf16 = runtimes.bf16_supported()
+    for name, runtime, kind, precision in specs:
+        if precision == "bf16" and not bf16:
+            missing[name] = "this CPU has no native bf16 (OpenVINO reports %s)" % "/".join(
+                runtimes.openvino_cpu_capabilities())
+            continue
+        rows[name] = (runtime, kind, precision, runtimes.open_model(paths[kind], runtime, precision=precision))
     return rows, missing
 
 
@@ -104,19 +108,19 @@ def check_agreement(net, x, ms_dets, rows, paths, offsets):
     summary = check_degeneracy(ms_dets, tol["score"], offsets)
     logger.info("degeneracy: %s", summary)
     results, failures = {"degeneracy": summary, "tolerances": tol}, []
-    for name, (runtime, precision, runner) in rows.items():
+    for name, (runtime, kind, precision, runner) in rows.items():
         try:
-            if precision == "fp32":
+            if kind == precision == "fp32":
                 heads = runtimes.open_model(paths["heads"], runtime, precision="fp32")(x)[1:]
                 figures = {"head_diff": compare_heads(ms_heads, heads, tol)}
                 figures.update(compare_detections(ms_dets, runner(x)[0][0], tol["score"], tol["box"]))
             else:
-                model = paths["int8_heads"] if precision == "int8" else paths["heads"]
-                heads = runtimes.open_model(model, runtime, precision="bf16" if precision == "bf16" else "fp32")(x)
-                floor = [h.asnumpy() for h in net.network(Tensor(round_input(x, precision)))]
-                figures = {"rounded_heads": compare_rounded_heads(ms_heads, heads[1:], floor,
-                                                                  ROUNDING_FACTORS[precision]),
-                           "factor": ROUNDING_FACTORS[precision]}
+                rule = kind if kind == "int8" else precision  # the coarser rounding of the two
+                model = paths["int8_heads"] if kind == "int8" else paths["heads"]
+                heads = runtimes.open_model(model, runtime, precision=precision)(x)[1:]
+                floor = [h.asnumpy() for h in net.network(Tensor(round_input(x, rule)))]
+                figures = {"rounded_heads": compare_rounded_heads(ms_heads, heads, floor, ROUNDING_FACTORS[rule]),
+                           "factor": ROUNDING_FACTORS[rule]}
         except AgreementError as exc:
             failures.append("%s: %s" % (name, exc))
             continue
@@ -156,12 +160,12 @@ def run(args):
             logger.info("int8 quantization: %.1f s", time.perf_counter() - start)
             paths["int8_heads"] = _quantize(paths["heads"], os.path.join(work, "heads_int8.onnx"), calibration)
         sizes = {k: round(os.path.getsize(p) / 2 ** 20, 1) for k, p in paths.items() if k in ("fp32", "int8")}
-        rows, missing = build_runtimes(paths, args)
+        rows, missing = build_runtimes(paths)
         outputs = {MINDSPORE: net(Tensor(x)).asnumpy()}  # compiles the graph
         agreement = check_agreement(net, x, outputs[MINDSPORE][0], rows, paths, offsets)
 
     calls = {MINDSPORE: lambda inp: net(Tensor(inp)).asnumpy()}
-    calls.update({name: runner for name, (_, _, runner) in rows.items()})
+    calls.update({name: row[-1] for name, row in rows.items()})
     torch_forward = None if args.no_torch else _torch_forward(cfg, args.classes, args.seed)
     if torch_forward is not None:
         calls[TORCH] = torch_forward

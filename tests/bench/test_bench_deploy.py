@@ -9,7 +9,7 @@ from bench import bench_deploy
 from bench.agreement import AgreementError, compare_rounded_heads, round_input
 from src.deploy import runtimes
 
-SMALL = ["--small", "--classes", "5", "--res", "64", "64", "--runs", "1", "--no_torch", "--no_int8"]
+SMALL = ["--small", "--classes", "5", "--res", "64", "64", "--runs", "1", "--no_torch", "--calibration", "2"]
 
 
 def test_agreement_passes_on_the_export_and_fails_on_a_wrong_model(caplog, capsys):
@@ -17,16 +17,17 @@ def test_agreement_passes_on_the_export_and_fails_on_a_wrong_model(caplog, capsy
     assert bench_deploy.main(SMALL) == 0
     out = capsys.readouterr().out
     assert "OpenVINO fp32 vs MindSpore fp32: heads differ by" in out and "ONNX Runtime fp32  " in out
+    assert "ONNX Runtime int8 vs MindSpore fp32: heads differ by" in out and "OpenVINO int8  " in out
     if runtimes.bf16_supported():
         assert "OpenVINO bf16 vs MindSpore fp32: heads differ by" in out
-    assert "model files: fp32" in out
+    assert "model files: fp32" in out and ", int8 " in out
 
     caplog.clear()
     assert bench_deploy.main(SMALL + ["--corrupt"]) == 1
     failed = caplog.text
-    assert "FAILED: ONNX Runtime fp32: heads differ" in failed and "| OpenVINO fp32: heads differ" in failed
-    if runtimes.bf16_supported():
-        assert "| OpenVINO bf16: heads differ" in failed
+    for name in ("ONNX Runtime fp32", "OpenVINO fp32", "ONNX Runtime int8", "OpenVINO int8") + (
+            ("OpenVINO bf16", "OpenVINO int8, float layers bf16") if runtimes.bf16_supported() else ()):
+        assert "%s: heads differ" % name in failed
     assert "median" not in capsys.readouterr().out  # no timing of a wrong model
 
 
