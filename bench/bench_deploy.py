@@ -19,7 +19,8 @@ Before timing, every runtime x precision is checked against MindSpore fp32 on th
 (bench/agreement.py): the degeneracy summary, then fp32 by the heads (float32 noise) and the
 detections (near ties allowed); bf16 and int8 by the heads, within ROUNDING_FACTORS times the change
 that rounding the input alone to that precision makes in the fp32 network (these random weights
-amplify any rounding: a gross-error check; the accuracy of a precision is the AP of
+amplify any rounding: a bound on gross errors, which a wrong model passes at ResNet-101 size where
+only the fp32 rows catch it; the accuracy of a precision is the AP of
 bench/bench_deploy_accuracy.py on a trained model). The script exits 1 when
 the outputs are degenerate or one runtime disagrees; --corrupt exports a deliberately wrong ONNX
 (deformable offsets not permuted) to see it fail. --small runs the test-size network, MindSpore in
