@@ -1,5 +1,5 @@
 """bench/bench_deploy.py on the small network: exit 0 when every runtime x precision agrees with MindSpore, 1 on a
-wrong model (every ONNX runtime, bf16 included, then fails its check)."""
+wrong model (every ONNX runtime, bf16 included, then fails its check; int8 left out there to keep the test short)."""
 import logging
 
 import numpy as np
@@ -23,10 +23,9 @@ def test_agreement_passes_on_the_export_and_fails_on_a_wrong_model(caplog, capsy
     assert "model files: fp32" in out and ", int8 " in out
 
     caplog.clear()
-    assert bench_deploy.main(SMALL + ["--corrupt"]) == 1
+    assert bench_deploy.main(SMALL + ["--corrupt", "--no_int8"]) == 1  # int8's bound: tests/deploy/test_quantize.py
     failed = caplog.text
-    for name in ("ONNX Runtime fp32", "OpenVINO fp32", "ONNX Runtime int8", "OpenVINO int8") + (
-            ("OpenVINO bf16", "OpenVINO int8, float layers bf16") if runtimes.bf16_supported() else ()):
+    for name in ("ONNX Runtime fp32", "OpenVINO fp32") + (("OpenVINO bf16",) if runtimes.bf16_supported() else ()):
         assert "%s: heads differ" % name in failed
     assert "median" not in capsys.readouterr().out  # no timing of a wrong model
 
