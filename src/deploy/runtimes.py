@@ -1,6 +1,6 @@
 """The runtimes that run an exported model, behind one interface: MINDIR (MindSpore) and ONNX (ONNX Runtime).
 
-``open_model(path)`` picks the runtime from the file's extension and returns a runner:
+``open_model(path, runtime)`` returns a runner of the named runtime (None: chosen by the file's extension):
 
     runner.path        the model file
     runner.shape       its input shape, None for a dimension the model leaves free
@@ -125,29 +125,39 @@ class OnnxModel(ExportedModel):
 
 
 RUNTIMES = {".mindir": MindirModel, ".onnx": OnnxModel}
+# The runtime names of the configuration key infer_runtime.
+RUNTIME_CLASSES = {"mindspore": MindirModel, "onnxruntime": OnnxModel}
 
 
-def open_model(path, **options):
-    """The runner of an exported model, chosen by its extension (``RUNTIMES``)."""
-    runtime = RUNTIMES.get(os.path.splitext(path)[1].lower())
-    if runtime is None:
+def open_model(path, runtime=None, **options):
+    """The runner of an exported model on ``runtime`` (a ``RUNTIME_CLASSES`` name; None: by extension, ``RUNTIMES``)."""
+    if runtime is not None:
+        if runtime not in RUNTIME_CLASSES:
+            raise ValueError("%s: unknown runtime %r (expected one of %s)"
+                             % (path, runtime, ", ".join(sorted(RUNTIME_CLASSES))))
+        return RUNTIME_CLASSES[runtime](path, **options)
+    cls = RUNTIMES.get(os.path.splitext(path)[1].lower())
+    if cls is None:
         raise ValueError("%s: unknown model format (expected one of %s)" % (path, ", ".join(sorted(RUNTIMES))))
-    return runtime(path, **options)
+    return cls(path, **options)
 
 
-def model_predictor(path, num_classes, flip_test, **options):
-    """predict(input (1, 3, H, W)) -> (K, 6) detections of an exported model, for the detection loop.
-
-    The model's recorded class count and flip_test (export.py's metadata, when the format keeps
-    it) must match the configuration, since post-processing relies on both.
-    """
-    runner = open_model(path, **options)
+def check_recorded(runner, num_classes, flip_test):
+    """The model's recorded class count and flip_test (export.py's metadata, when the format keeps it)
+    must match the configuration, since post-processing relies on both: a ValueError saying what to do."""
     recorded = {"num_classes": str(num_classes), "flip_test": str(bool(flip_test))}
     for key, value in recorded.items():
         if key in runner.metadata and runner.metadata[key] != value:
             raise ValueError("%s was exported with %s=%s but the configuration has %s: export it again or set "
-                             "--%s" % (path, key, runner.metadata[key], value,
+                             "--%s" % (runner.path, key, runner.metadata[key], value,
                                        "dataset_config.num_classes" if key == "num_classes" else key))
+
+
+def model_predictor(path, num_classes, flip_test, runtime=None, **options):
+    """predict(input (1, 3, H, W)) -> (K, 6) detections of an exported model, for the detection loop
+    (``check_recorded`` first)."""
+    runner = open_model(path, runtime, **options)
+    check_recorded(runner, num_classes, flip_test)
 
     def predict(inp):
         runner.check_shape(inp.shape, "the pre-processed input")
