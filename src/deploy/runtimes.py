@@ -1,6 +1,9 @@
-"""The runtimes that run an exported model, behind one interface: MINDIR (MindSpore) and ONNX (ONNX Runtime).
+"""The runtimes that run an exported model, behind one interface: MINDIR (MindSpore), ONNX (ONNX Runtime
+or OpenVINO).
 
-``open_model(path, runtime)`` returns a runner of the named runtime (None: chosen by the file's extension):
+``open_model(path, runtime=None, precision="fp32")`` returns a runner; the runtime is ``mindspore``,
+``onnxruntime`` or ``openvino`` (``RUNTIMES``), by default the one of the file's extension
+(.mindir: mindspore, .onnx: onnxruntime). Its members:
 
     runner.path        the model file
     runner.shape       its input shape, None for a dimension the model leaves free
@@ -12,11 +15,26 @@
 The .bin runners of the Ascend 310 chain (tools/infer_mindir.py, tools/infer_onnx.py) and the
 folder detector (src/infer/folder.py, ``--onnx_model``) use them; ``model_predictor`` adapts a
 runner to the detection loop (src.infer.detect.detect_images). A runtime added later is one more
-class with the same members and one more extension in ``RUNTIMES``.
+class with the same members and one more entry in ``RUNTIMES``.
+
+Precision (``PRECISIONS``, configuration key ``infer_precision``): every runtime computes in
+fp32; OpenVINO also in bf16 on a CPU that has it natively (``bf16_supported``), and refuses
+bf16 elsewhere rather than silently running fp32 or a slow emulation. An int8 model is a
+property of the file (a quantized ONNX), which ONNX Runtime and OpenVINO both run.
+
+OpenVINO reads the project's ONNX directly: its ONNX reader has no rule for the standard
+DeformConv (opset 19), so ``deform_conv_extension`` maps that node to OpenVINO's
+DeformableConvolution (opset 8) at load time. No OpenVINO IR file is written or read: converting
+the ONNX at load takes a few seconds and keeps one deployable file.
 """
+import logging
 import os
 
 import numpy as np
+
+logger = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "bf16")
 
 _MINDIR_DTYPES = {1: np.float32}  # mind_ir TensorProto.DataType FLOAT (the only input type our export produces)
 
@@ -46,6 +64,16 @@ def is_dynamic(shape):
     return any(d is None or d < 0 for d in shape)
 
 
+def check_precision(runtime, precision, available):
+    """A ValueError naming the runtime when it cannot compute in ``precision``."""
+    if precision not in PRECISIONS:
+        raise ValueError("unknown precision %r (infer_precision takes %s)" % (precision, " or ".join(PRECISIONS)))
+    if precision not in available:
+        raise ValueError("runtime %s computes in %s only, not %s: set infer_precision=%s, or run %s on openvino "
+                         "(an int8 model is a quantized .onnx file, run at fp32)"
+                         % (runtime, " or ".join(available), precision, available[0], precision))
+
+
 class ExportedModel:
     """What every runtime shares: the input shape check."""
 
@@ -68,9 +96,10 @@ class ExportedModel:
 class MindirModel(ExportedModel):
     """A MINDIR loaded as a MindSpore GraphCell (the device is set by the caller: set_device)."""
 
-    def __init__(self, path):
+    def __init__(self, path, precision="fp32"):
         import mindspore as ms
         from mindspore import Tensor, nn
+        check_precision("mindspore", precision, ("fp32",))
         if not os.path.isfile(path):
             raise FileNotFoundError("MINDIR not found: %s" % path)
         inputs = model_inputs(path)
@@ -96,7 +125,8 @@ class OnnxModel(ExportedModel):
 
     dtype = np.float32
 
-    def __init__(self, path, threads=0):
+    def __init__(self, path, threads=0, precision="fp32"):
+        check_precision("onnxruntime", precision, ("fp32",))
         try:
             import onnxruntime
         except ImportError as err:
@@ -124,22 +154,149 @@ class OnnxModel(ExportedModel):
         return self.session.run(None, {self.input_name: np.ascontiguousarray(inp, np.float32)})
 
 
-RUNTIMES = {".mindir": MindirModel, ".onnx": OnnxModel}
-# The runtime names of the configuration key infer_runtime.
-RUNTIME_CLASSES = {"mindspore": MindirModel, "onnxruntime": OnnxModel}
+def import_openvino():
+    """The ``openvino`` module, or a one-line error saying what to install."""
+    try:
+        import openvino
+    except ImportError as err:
+        raise RuntimeError("running models on OpenVINO needs the optional package openvino: pip install openvino "
+                           "(the tested version is in requirements-test.txt)") from err
+    return openvino
+
+
+def openvino_cpu_capabilities():
+    """OpenVINO's CPU device OPTIMIZATION_CAPABILITIES (e.g. FP32, BF16, INT8)."""
+    return list(import_openvino().Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
+def bf16_supported():
+    """Whether this CPU runs bf16 natively (AVX512-BF16 or AMX), as OpenVINO's CPU device reports it."""
+    return "BF16" in openvino_cpu_capabilities()
+
+
+def deform_conv_extension(bilinear_interpolation_pad=True):
+    """OpenVINO ConversionExtension mapping ONNX DeformConv (opset 19) to DeformableConvolution (opset 8).
+
+    Both take the offsets as (y, x) pairs per kernel point and deformable group, and the mask
+    as its own input; ONNX's optional bias is added after the convolution. ONNX samples a point
+    outside the input by bilinear interpolation with zeros beyond the border (as MindSpore's
+    deformable convolution): OpenVINO does so with ``bilinear_interpolation_pad=True``, while
+    its default (False) zeroes every point within one pixel outside the input.
+    ``bilinear_interpolation_pad=False`` is only for showing that the flag matters.
+    """
+    import openvino.opset8 as opset8
+    import openvino.opset13 as opset13
+    from openvino.frontend import ConversionExtension
+
+    def convert(node):
+        inputs = [node.get_input(i) for i in range(node.get_input_size())]
+        if len(inputs) < 3:
+            raise ValueError("DeformConv needs inputs X, W and offset, has %d" % len(inputs))
+        data, weight, offset = inputs[:3]
+        bias = inputs[3] if len(inputs) > 3 else None
+        mask = inputs[4] if len(inputs) > 4 else None
+        kernel = weight.get_partial_shape()
+        spatial = kernel.rank.get_length() - 2
+        pads = list(node.get_attribute("pads", [0] * 2 * spatial))
+        out = opset8.deformable_convolution(
+            data, offset, weight, strides=list(node.get_attribute("strides", [1] * spatial)),
+            pads_begin=pads[:spatial], pads_end=pads[spatial:],
+            dilations=list(node.get_attribute("dilations", [1] * spatial)), mask=mask,
+            group=int(node.get_attribute("group", 1)), deformable_group=int(node.get_attribute("offset_group", 1)),
+            bilinear_interpolation_pad=bilinear_interpolation_pad)
+        if bias is not None:
+            shape = opset13.constant(np.array([1, -1] + [1] * spatial, np.int64))
+            out = opset13.add(out, opset13.reshape(bias, shape, special_zero=False))
+        return out.outputs()
+
+    return ConversionExtension("DeformConv", convert)
+
+
+def _onnx_metadata(path):
+    """export.py's metadata of an ONNX file (its metadata_props), read with the onnx package
+    (OpenVINO does not keep them)."""
+    try:
+        import onnx
+    except ImportError as err:
+        raise RuntimeError("reading an ONNX model's metadata needs the optional package onnx: pip install onnx (the "
+                           "tested version is in requirements-test.txt)") from err
+    return {p.key: p.value for p in onnx.load(path, load_external_data=False).metadata_props}
+
+
+class OpenVinoModel(ExportedModel):
+    """The project's ONNX compiled by OpenVINO for the CPU, in fp32 or (where the CPU has it) bf16.
+
+    ``precision`` is OpenVINO's INFERENCE_PRECISION_HINT, set explicitly: on a CPU with bf16
+    OpenVINO's own default is bf16. ``threads`` 0 lets OpenVINO choose.
+    """
+
+    dtype = np.float32
+
+    def __init__(self, path, threads=0, precision="fp32", **convert_options):
+        check_precision("openvino", precision, PRECISIONS)
+        ov = import_openvino()
+        if not os.path.isfile(path):
+            raise FileNotFoundError("ONNX model not found: %s" % path)
+        if precision == "bf16" and not bf16_supported():
+            raise ValueError("infer_precision=bf16 needs a CPU with native bf16 (AVX512-BF16 or AMX); OpenVINO "
+                             "reports %s for this one: set infer_precision=fp32"
+                             % "/".join(openvino_cpu_capabilities()))
+        # OpenVINO's ONNX reader, as ov.convert_model(path, extension=[...]) uses it, in a tenth of the time
+        # and without trying the other frameworks' readers on a file that is no ONNX.
+        from openvino.frontend import FrontEndManager
+        reader = FrontEndManager().load_by_framework("onnx")
+        reader.add_extension(deform_conv_extension(**convert_options))
+        try:
+            model = reader.convert(reader.load(path))
+        except Exception as err:  # noqa: BLE001  (OpenVINO raises its own exception types)
+            raise RuntimeError("OpenVINO cannot load %s as ONNX: %s" % (path, _last_line(err))) from err
+        if len(model.inputs) != 1 or model.input(0).get_element_type() != ov.Type.f32:
+            raise ValueError("%s must have one float32 input, has %s" % (path, [str(i) for i in model.inputs]))
+        config = {"INFERENCE_PRECISION_HINT": {"fp32": "f32", "bf16": "bf16"}[precision],
+                  "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            config["INFERENCE_NUM_THREADS"] = int(threads)
+        self.path = path
+        self.precision = precision
+        self.shape = tuple(d.get_length() if d.is_static else None for d in model.input(0).get_partial_shape())
+        self.metadata = _onnx_metadata(path)
+        self.compiled = ov.Core().compile_model(model, "CPU", config)
+        self.request = self.compiled.create_infer_request()
+
+    def __call__(self, inp):
+        """float32 array -> list of output arrays (copies: the request reuses its buffers)."""
+        self.request.infer([np.ascontiguousarray(inp, np.float32)])
+        return [self.request.get_output_tensor(i).data.copy() for i in range(len(self.compiled.outputs))]
+
+
+def _last_line(err):
+    """The last line of an OpenVINO error, the one saying what is wrong (the first ones name its source files)."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+RUNTIMES = {"mindspore": MindirModel, "onnxruntime": OnnxModel, "openvino": OpenVinoModel}
+# The model formats each runtime reads, the first being the runtime chosen for that extension by default.
+FORMATS = {"mindspore": (".mindir",), "onnxruntime": (".onnx",), "openvino": (".onnx",)}
 
 
 def open_model(path, runtime=None, **options):
-    """The runner of an exported model on ``runtime`` (a ``RUNTIME_CLASSES`` name; None: by extension, ``RUNTIMES``)."""
-    if runtime is not None:
-        if runtime not in RUNTIME_CLASSES:
-            raise ValueError("%s: unknown runtime %r (expected one of %s)"
-                             % (path, runtime, ", ".join(sorted(RUNTIME_CLASSES))))
-        return RUNTIME_CLASSES[runtime](path, **options)
-    cls = RUNTIMES.get(os.path.splitext(path)[1].lower())
-    if cls is None:
-        raise ValueError("%s: unknown model format (expected one of %s)" % (path, ", ".join(sorted(RUNTIMES))))
-    return cls(path, **options)
+    """The runner of an exported model on ``runtime`` (``RUNTIMES``; None: by the file's extension)."""
+    ext = os.path.splitext(path)[1].lower()
+    if runtime is None:
+        runtime = next((name for name, exts in FORMATS.items() if ext in exts), None)
+        if runtime is None:
+            raise ValueError("%s: unknown model format (expected one of %s)"
+                             % (path, ", ".join(sorted({e for exts in FORMATS.values() for e in exts}))))
+    elif runtime not in RUNTIMES:
+        raise ValueError("unknown runtime %r (expected one of %s)" % (runtime, ", ".join(RUNTIMES)))
+    elif ext not in FORMATS[runtime]:
+        readers = [name for name, exts in FORMATS.items() if ext in exts]
+        raise ValueError("%s: runtime %s reads %s models, not %s: export it with export.py --export_format=%s%s"
+                         % (path, runtime, " or ".join(FORMATS[runtime]), ext or "this file",
+                            FORMATS[runtime][0][1:].upper(),
+                            ", or choose runtime " + " or ".join(readers) if readers else ""))
+    return RUNTIMES[runtime](path, **options)
 
 
 def check_recorded(runner, num_classes, flip_test):

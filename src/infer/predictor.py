@@ -19,13 +19,12 @@ import time
 
 import numpy as np
 
+from src.deploy.runtimes import FORMATS, check_recorded, open_model
 from src.model_utils.config import ConfigError
 
 logger = logging.getLogger(__name__)
 
 RUNTIME_LABELS = {"mindspore": "MindSpore", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
-# The exported formats each runtime reads (export.py --export_format).
-RUNTIME_FORMATS = {"mindspore": (".mindir",), "onnxruntime": (".onnx",), "openvino": (".onnx",)}
 DYNAMIC_EXPORT = "export with --export_dynamic_shape=true"
 
 ModelChoice = collections.namedtuple("ModelChoice", "runtime model checkpoint precision")
@@ -49,16 +48,16 @@ def model_choice(cfg):
     if not model:
         if runtime != "mindspore":
             raise ConfigError("--infer_runtime=%s runs an exported model: set --infer_model=<model%s> (export.py "
-                              "--export_format=ONNX)" % (runtime, RUNTIME_FORMATS[runtime][0]))
+                              "--export_format=ONNX)" % (runtime, FORMATS[runtime][0]))
         if not cfg.load_checkpoint_path:
             raise ConfigError("--load_checkpoint_path is required (or --infer_model with --infer_runtime): "
                               "the model to run")
     else:
         extension = os.path.splitext(model)[1].lower()
-        if extension not in RUNTIME_FORMATS[runtime]:
-            readers = [name for name, formats in RUNTIME_FORMATS.items() if extension in formats]
+        if extension not in FORMATS[runtime]:
+            readers = [name for name, formats in FORMATS.items() if extension in formats]
             raise ConfigError("--infer_model=%s: --infer_runtime=%s reads %s files%s" % (
-                model, runtime, "/".join(RUNTIME_FORMATS[runtime]),
+                model, runtime, "/".join(FORMATS[runtime]),
                 ("; set --infer_runtime=%s" % " or ".join(readers)) if readers else ""))
         if not os.path.isfile(model):
             raise ConfigError("--infer_model=%s: no such file" % model)
@@ -132,13 +131,10 @@ def check_fixed_shape(runner, settings, shapes):
 
 
 def open_exported(choice, threads=0):
-    """The runner of ``choice``'s exported model (src/deploy/runtimes.py), with its runtime's options."""
-    from src.deploy.runtimes import open_model
-    options = {}
+    """The runner of ``choice``'s exported model (src/deploy/runtimes.py)."""
+    options = {"precision": choice.precision}
     if choice.runtime != "mindspore":
         options["threads"] = threads
-    if choice.runtime == "openvino":
-        options["precision"] = choice.precision
     return open_model(choice.model, runtime=choice.runtime, **options)
 
 
@@ -151,7 +147,6 @@ def build_predictor(cfg, settings, entries, choice):
         set_device(cfg)  # the checkpoint's network or a MINDIR's GraphCell runs on the configured device
     if not choice.model:
         return build_detector(cfg, settings, entries, choice.checkpoint)
-    from src.deploy.runtimes import check_recorded
     runner = open_exported(choice)
     check_recorded(runner, settings.num_classes, cfg.flip_test)
     shapes = expected_shapes(entries, settings)
