@@ -12,7 +12,6 @@ eval.py runs at the fixed 128x128 input (the dynamic-shape ONNX takes it); tools
 keep_res on five photos (three input shapes), ONNX Runtime against OpenVINO (keep_res on ONNX Runtime against the
 checkpoint: tests/deploy/test_onnx_export.py).
 """
-import contextlib
 import json
 import os
 
@@ -23,22 +22,12 @@ import pytest
 import eval as eval_script
 from agreement import NO_SOFT_NMS, PredictionLog, assert_records_agree, assert_runs_agree
 from conftest import make_config
-from eval_helpers import FIXED, SMALL, argv, pseudo_ground_truth, randomise_weights
+from eval_helpers import FIXED, SMALL, argv, pseudo_ground_truth, pynative, randomise_weights
 from src.infer import folder as folder_module
 from src.infer.coco_eval import STAT_NAMES
 from src.infer.detector import build_eval_network
 
 KEEP_RES = {"eval_config.keep_res": True}
-
-
-@contextlib.contextmanager
-def pynative():
-    """The reference network's score maps (read at ties) in PyNative mode: no graph compiled per input shape."""
-    ms.set_context(mode=ms.PYNATIVE_MODE)
-    try:
-        yield
-    finally:
-        ms.set_context(mode=ms.GRAPH_MODE)
 RUNTIMES = ("onnxruntime", "openvino")
 
 
