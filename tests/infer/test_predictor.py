@@ -104,7 +104,8 @@ def test_eval_with_another_model_is_caught(pseudo, small_onnx, checkpoint_run, t
     assert abs(_read(out, "metrics.json")["AP"] - _read(want_out, "metrics.json")["AP"]) > 1e-4
 
 
-def test_detect_images_runs_the_chosen_runtime(synthetic_coco, small_onnx, tmp_path, monkeypatch, capsys):
+def test_detect_images_runs_the_chosen_runtime(synthetic_coco, small_onnx, checkpoint_run, tmp_path, monkeypatch,
+                                              capsys):
     """tools/detect_images.py on photos of several sizes (keep_res) with --infer_runtime=openvino, and with
     --onnx_model (the ONNX Runtime shorthand): the same inputs, detections agreeing by the tie rule."""
     from tools import detect_images
@@ -125,9 +126,8 @@ def test_detect_images_runs_the_chosen_runtime(synthetic_coco, small_onnx, tmp_p
     got, log, ov_err = detect("ov", infer_runtime="openvino", infer_model=small_onnx.dynamic)
     assert "ONNX Runtime (fp32): " in ort_err and "OpenVINO (fp32): " in ov_err
     assert len({call[1].shape for call in log.calls}) >= 3  # keep_res: several input sizes
-    reference = build_eval_network(make_config(SMALL), 5, small_onnx.checkpoint)
     with pynative():
-        ties = assert_runs_agree(log, want_log, reference)
+        ties = assert_runs_agree(log, want_log, checkpoint_run[2])  # the checkpoint's network
     assert_records_agree(got, want, ties)
 
 
