@@ -97,7 +97,8 @@ def test_eval_with_another_model_is_caught(pseudo, small_onnx, checkpoint_run, t
     export_onnx(other, str(tmp_path / "other.onnx"), cfg.export_config.input_res, dynamic_shape=True,
                 metadata={"num_classes": 5, "K": cfg.eval_config.K, "flip_test": False})
     want_out = checkpoint_run[0]
-    code, out, _ = _eval(tmp_path, pseudo, "other", infer_runtime="onnxruntime", infer_model=str(tmp_path / "other.onnx"))
+    code, out, _ = _eval(tmp_path, pseudo, "other", infer_runtime="onnxruntime",
+                         infer_model=str(tmp_path / "other.onnx"))
     assert code == 0
     with pytest.raises(AssertionError, match="records without a twin"):
         assert_records_agree(_read(out, "results.json"), _read(want_out, "results.json"), {})
