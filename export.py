@@ -62,6 +62,13 @@ def check_export_config(cfg):
         raise CheckpointError("checkpoint not found: %s" % cfg.export_load_ckpt)
     if not cfg.export_name:
         raise ConfigError("--export_name must not be empty")
+    if cfg.export_quantize != "none":
+        if fmt != "ONNX":
+            raise ConfigError("--export_quantize=%s needs --export_format=ONNX (the model ONNX Runtime quantizes)"
+                              % cfg.export_quantize)
+        from src.deploy.quantize import calibration_source, import_quantization
+        import_quantization()
+        calibration_source(cfg)
 
 
 def export_path(cfg):
@@ -108,8 +115,15 @@ def run_export(cfg):
     path = export_path(cfg)
     if cfg.export_format == "ONNX":
         from src.deploy.onnx_export import export_onnx
+        calibration = None
+        if cfg.export_quantize == "int8":  # read before anything is written: a bad source leaves no file
+            from src.deploy.quantize import calibration_from_config
+            calibration = calibration_from_config(cfg, cfg.export_dynamic_shape)
         export_onnx(net, path, cfg.export_config.input_res, cfg.export_dynamic_shape,
                     metadata={"num_classes": num_classes, "K": cfg.eval_config.K, "flip_test": cfg.flip_test})
+        if calibration is not None:
+            from src.deploy.quantize import int8_path, quantize_from_config
+            quantize_from_config(cfg, path, int8_path(path), calibration)
     elif cfg.export_dynamic_shape:
         export_network(exportable_with_dynamic_shape(net), path, dynamic_input(), cfg.export_format)
     else:

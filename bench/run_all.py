@@ -2,7 +2,8 @@
 
     python bench/run_all.py                        # every benchmark (about 40 minutes on 2 cores)
     python bench/run_all.py --only eval keep_res   # some of them; the others keep their last figures
-    python bench/run_all.py --with_quick_start     # also time scripts/run_quick_start.sh (~10 min more)
+    python bench/run_all.py --with_quick_start     # also time scripts/run_quick_start.sh and measure its model's
+                                                   # AP on every runtime x precision (~25 min more)
     python bench/run_all.py --report_only          # rewrite the table from docs/performance.json
 
 Each benchmark runs in a fresh process (the scripts beside this one, or train.py / eval.py
@@ -239,6 +240,27 @@ def bench_quick_start(args, work):
                         "peak_tree_mb": round(tree)}}
 
 
+def bench_deploy(args, work):
+    cmd = _script("bench_deploy.py", "--runs", "7")
+    return {"command": cmd, "figures": _run_json(cmd, work, "deploy")}
+
+
+def bench_deploy_accuracy(args, work):
+    """The quick start (scripts/run_quick_start.sh), then bench_deploy_accuracy.py on its model and data."""
+    out = os.path.join(work, "quick_start")
+    log = os.path.join(work, "quick_start.log")
+    code, _, _, _ = run_sampling_rss(["bash", os.path.join(ROOT, "scripts", "run_quick_start.sh"), out], log)
+    if code:
+        raise RuntimeError("run_quick_start.sh failed (exit %d), see %s" % (code, log))
+    ckpt_dir = os.path.join(out, "train", "ckpt_0")
+    ckpt = os.path.join(ckpt_dir, sorted(f for f in os.listdir(ckpt_dir) if f.endswith(".ckpt"))[-1])
+    cmd = _script("bench_deploy_accuracy.py", "--config_path=%s" % QUICK_START_CONFIG,
+                  "--data_dir=%s" % os.path.join(out, "data", "coco"), "--load_checkpoint_path=%s" % ckpt,
+                  "--mindrecord_dir=%s" % os.path.join(out, "data", "mindrecord"))
+    figures = _run_json(cmd, work, "deploy_accuracy")
+    return {"command": [c.replace(out, "QUICK_START_DIR") for c in cmd], "figures": figures}
+
+
 BENCHMARKS = {
     "data": bench_data,
     "train_full": bench_train_full,
@@ -254,9 +276,12 @@ BENCHMARKS = {
     "rss": bench_rss,
     "scaling": bench_scaling,
     "resume": bench_resume,
+    "deploy": bench_deploy,
     "quick_start": bench_quick_start,
+    "deploy_accuracy": bench_deploy_accuracy,
 }
-DEFAULT = [name for name in BENCHMARKS if name != "quick_start"]
+WITH_QUICK_START = ["quick_start", "deploy_accuracy"]  # each runs scripts/run_quick_start.sh (~10 min)
+DEFAULT = [name for name in BENCHMARKS if name not in WITH_QUICK_START]
 
 
 # ----------------------------------------------------------------------------- report
@@ -284,7 +309,9 @@ def machine():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), help="run these benchmarks only")
-    parser.add_argument("--with_quick_start", action="store_true", help="also time scripts/run_quick_start.sh")
+    parser.add_argument("--with_quick_start", action="store_true",
+                        help="also time scripts/run_quick_start.sh and measure its model's AP on every runtime x "
+                             "precision")
     parser.add_argument("--report_only", action="store_true", help="run nothing: rewrite the table from the results")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure where a script repeats")
     parser.add_argument("--steps", type=int, default=5, help="timed steps per training/forward figure")
@@ -292,7 +319,7 @@ def main(argv=None):
     parser.add_argument("--markdown", default=os.path.join(ROOT, "docs", "PERFORMANCE.md"))
     parser.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
     args = parser.parse_args(argv)
-    names = [] if args.report_only else args.only or DEFAULT + (["quick_start"] if args.with_quick_start else [])
+    names = [] if args.report_only else args.only or DEFAULT + (WITH_QUICK_START if args.with_quick_start else [])
     results = {}
     if os.path.exists(args.results):
         with open(args.results, encoding="utf-8") as f:
