@@ -1,7 +1,7 @@
 """Benchmark: what images of many sizes cost eval.py (keep_res) against images of one size.
 
     python bench/bench_keep_res.py [--images 100] [--rounds 2] [--forward_repeats 5] [--json out.json]
-        [--block_type Bottleneck --block_class [3,4,23,3]] [--runtime openvino [--infer_precision bf16]]
+        [--block_type Bottleneck --block_class [3,4,23,3]] [--runtime openvino [--infer_precision bf16 | --int8]]
 
 1. Data: ``--images`` synthetic images (tools/make_synthetic_coco.py, sides 300-640, so
    keep_res pads them to many distinct input shapes; at least ``--min_shapes``), and the same
@@ -17,7 +17,8 @@
    compile each kind of graph.
 
 ``--runtime onnxruntime|openvino`` measures the same on an exported model (eval.py's
---infer_runtime/--infer_model, ``--infer_precision`` fp32|bf16): the checkpoint is exported once as a
+--infer_runtime/--infer_model, ``--infer_precision`` fp32|bf16, ``--int8`` its int8 quantization
+calibrated on 8 of the mix's images): the checkpoint is exported once as a
 dynamic-shape ONNX, which runs every size without compiling anything per shape; in 3. the
 dynamic-shape model is timed against fixed-shape exports of the same shapes, and "compilation" is
 the runtime's model load (OpenVINO compiles the model for the CPU when loading it).
@@ -196,19 +197,24 @@ def child_forward_exported(spec, shapes, repeats, out):
     write_json_atomic(out, result)
 
 
-def export_models(work, ckpt, net_args, shapes):
+def export_models(work, ckpt, net_args, shapes, int8_calibration=None):
     """The checkpoint as a dynamic-shape ONNX and as fixed-shape ONNX files of ``shapes`` (export.py):
-    (dynamic path, [fixed paths])."""
+    (dynamic path, [fixed paths]); with ``int8_calibration`` (a folder of images) their int8 versions
+    (export.py --export_quantize=int8, calibrated on 8 of those images)."""
     import export as export_script
+    from src.deploy.quantize import int8_path
     common = net_args + ["--device_target=CPU", "--export_load_ckpt=" + ckpt, "--export_format=ONNX",
                          "--dataset_config.num_classes=%d" % NUM_CLASSES]
+    if int8_calibration:
+        common += ["--export_quantize=int8", "--quant_calibration_dir=" + int8_calibration,
+                   "--quant_calibration_images=8"]
     paths = []
     for name, extra in [("dynamic", ["--export_dynamic_shape=true"])] + [
             ("fixed_%dx%d" % tuple(s), ["--export_config.input_res=[%d,%d]" % tuple(s)]) for s in shapes]:
         stem = os.path.join(work, name)
         if export_script.main(common + extra + ["--export_name=" + stem]):
             raise RuntimeError("export.py failed for %s" % name)
-        paths.append(stem + ".onnx")
+        paths.append(int8_path(stem + ".onnx") if int8_calibration else stem + ".onnx")
     return paths[0], paths[1:]
 
 
@@ -238,7 +244,8 @@ def split_of(run):
             "other_share": rest / total, "outside_network_share": (total - run["forward_s"]) / total}
 
 
-def bench(work, images, rounds, forward_repeats, net_args, seed, min_shapes, runtime="mindspore", precision="fp32"):
+def bench(work, images, rounds, forward_repeats, net_args, seed, min_shapes, runtime="mindspore", precision="fp32",
+          int8=False):
     mix, one, facts = make_sets(work, images, seed, min_shapes)
     ckpt = os.path.join(work, "random.ckpt")
     make_checkpoint(ckpt, net_args)
@@ -246,7 +253,8 @@ def bench(work, images, rounds, forward_repeats, net_args, seed, min_shapes, run
     if runtime == "mindspore":
         model_args = ["--load_checkpoint_path=" + ckpt]
     else:
-        dynamic, fixed = export_models(work, ckpt, net_args, shapes)
+        dynamic, fixed = export_models(work, ckpt, net_args, shapes,
+                                       os.path.join(mix, "val2017") if int8 else None)
         model_args = ["--infer_runtime=" + runtime, "--infer_model=" + dynamic, "--infer_precision=" + precision]
     common = net_args + ["--device_target=CPU", "--dataset_config.num_classes=%d" % NUM_CLASSES,
                          "--eval_config.keep_res=true"] + model_args
@@ -288,7 +296,7 @@ def bench(work, images, rounds, forward_repeats, net_args, seed, min_shapes, run
     return dict(facts, rounds=rounds, ratio=statistics.median(ratios), ratios=ratios,
                 process_ratio=statistics.median(process_ratios), mix=summary_of("mix"), one=summary_of("one"),
                 forward=forward, config=" ".join(a for a in net_args) or "ResNet-101-DCN (default_config.yaml)",
-                runtime=runtime, precision=precision)
+                runtime=runtime, precision="int8" if int8 else precision)
 
 
 def print_table(result):
@@ -343,6 +351,8 @@ def main(argv=None):
                         help="mindspore: the checkpoint; onnxruntime/openvino: its dynamic-shape ONNX export")
     parser.add_argument("--infer_precision", default="fp32", choices=["fp32", "bf16"],
                         help="the exported model's arithmetic (bf16: openvino, on a CPU with native bf16)")
+    parser.add_argument("--int8", action="store_true",
+                        help="with an exported model: its int8 quantization (export.py --export_quantize=int8)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--child_eval", help=argparse.SUPPRESS)
     parser.add_argument("--child_forward", help=argparse.SUPPRESS)
@@ -350,6 +360,8 @@ def main(argv=None):
     parser.add_argument("--shapes", help=argparse.SUPPRESS)
     parser.add_argument("--child_out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.int8 and (args.runtime == "mindspore" or args.infer_precision != "fp32"):
+        parser.error("--int8 quantizes the exported model: use it with --runtime onnxruntime|openvino, fp32")
     if args.child_eval:
         return child_eval(json.loads(args.child_eval), args.child_out)
     if args.child_forward_exported:
@@ -367,7 +379,7 @@ def main(argv=None):
           % ", ".join("%.2f" % v for v in os.getloadavg()), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_keep_res_") as work:
         result = bench(work, args.images, args.rounds, args.forward_repeats, net_args, args.seed, args.min_shapes,
-                       args.runtime, args.infer_precision)
+                       args.runtime, args.infer_precision, args.int8)
     result["load_average"] = list(os.getloadavg())
     print_table(result)
     if args.json:
