@@ -2,6 +2,7 @@
 
     python eval.py --device_target=CPU --data_dir=/data/coco --run_mode=val \
         --load_checkpoint_path=model.ckpt --save_result_dir=./out
+    python eval.py --data_dir=/data/coco --infer_runtime=onnxruntime --infer_model=centernet.onnx ...
 
 run_mode=val reads <data_dir>/annotations/instances_val2017.json and val2017/, evaluates with
 pycocotools, prints the COCO AP/AR table and writes <save_result_dir>/results.json (COCO
@@ -10,7 +11,9 @@ name). run_mode=test reads annotations/image_info_test-dev2017.json and test2017
 writes results.json (for upload). --eval_ann_file/--eval_image_dir select custom data.
 Options: eval_config.{keep_res, multi_scales, K, SOFT_NMS, max_per_image, dynamic_shape}, flip_test,
 eval_max_images, visual_image (PNGs of ground truth and predictions under
-<save_result_dir>/visual). Images of many sizes (keep_res, multi_scales) run through one graph
+<save_result_dir>/visual). --infer_runtime (mindspore | onnxruntime | openvino) with --infer_model runs
+an exported model instead of the checkpoint, through the same pre- and post-processing
+(src/infer/predictor.py). Images of many sizes (keep_res, multi_scales) run through one graph
 compiled with a free input height/width (docs/EVALUATION.md).
 """
 import logging
@@ -22,9 +25,7 @@ from src.data.coco import CocoData, DataError, resolve_data_paths
 from src.infer.coco_eval import coco_evaluate, metrics_document
 from src.model_utils.file_io import write_json_atomic
 from src.infer.detect import EvalSettings, detect_images
-from src.infer.detector import build_detector
-from src.model_utils.config import ConfigError
-from src.model_utils.device_adapter import set_device
+from src.infer.predictor import build_predictor, describe, model_choice
 from src.model_utils.entry import entry_main
 from src.infer.soft_nms import warn_if_not_compiled
 from src.visual import draw_detections, draw_ground_truth, save_image
@@ -87,30 +88,29 @@ def run_eval(cfg):
     """Evaluate; returns a summary dict (paths, metrics or None, timings)."""
     t_start = time.perf_counter()
     settings = EvalSettings(cfg)
-    if not cfg.load_checkpoint_path:
-        raise ConfigError("--load_checkpoint_path is required: the checkpoint to evaluate")
+    choice = model_choice(cfg)
     data = load_data(cfg, settings.num_classes)
     data_s = time.perf_counter() - t_start
     out_dir = output_dir(cfg)
     results_path = os.path.join(out_dir, RESULTS_NAME)
-    logger.info("%s: %d images from %s (run_mode=%s, %s, scales %s, flip_test=%s, soft-NMS=%s, K=%d)",
+    logger.info("%s: %d images from %s (run_mode=%s, %s, scales %s, flip_test=%s, soft-NMS=%s, K=%d); %s",
                 data.ann_file, len(data), data.image_dir, cfg.run_mode,
                 "keep_res" if settings.keep_res else "fixed %s" % settings.input_res, settings.scales,
-                cfg.flip_test, settings.soft_nms, cfg.eval_config.K)
+                cfg.flip_test, settings.soft_nms, cfg.eval_config.K, describe(choice))
     warn_if_not_compiled()
 
-    set_device(cfg)
     t_build, cpu_build = time.perf_counter(), time.process_time()
-    detector = build_detector(cfg, settings, data.images, cfg.load_checkpoint_path)
+    detector = build_predictor(cfg, settings, data.images, choice)
     setup_s, setup_cpu_s = time.perf_counter() - t_build, time.process_time() - cpu_build
 
     drawer = Drawer(cfg, data, os.path.join(out_dir, "visual")) if cfg.visual_image else None
     records, timing = detect_images(data.images, data.image_path, lambda inp, meta: detector(inp), settings,
                                     data.category_ids, on_image=drawer)
-    logger.info("detected %d images in %.1f s: %.2f images/s, network %.1f s; %d input shape(s), %d graph(s) "
-                "compiled in %.1f s; %d detections", timing["images"], timing["wall_s"], timing["images_per_s"],
-                detector.forward_s, len(detector.shapes), detector.graphs_compiled, detector.compile_s,
-                timing["detections"])
+    preparation = ("first call %.1f s" % detector.compile_s if choice.model else
+                   "%d graph(s) compiled in %.1f s" % (detector.graphs_compiled, detector.compile_s))
+    logger.info("detected %d images in %.1f s: %.2f images/s, network %.1f s; %d input shape(s), %s; %d detections",
+                timing["images"], timing["wall_s"], timing["images_per_s"], detector.forward_s,
+                len(detector.shapes), preparation, timing["detections"])
     if drawer is not None:
         logger.info("drawings of %d images in %s", drawer.count, drawer.folder)
     if timing["skipped"]:
@@ -141,8 +141,10 @@ def run_eval(cfg):
         metrics_path = os.path.join(out_dir, METRICS_NAME)
         write_json_atomic(metrics_path, metrics_document(
             stats, num_images=len(evaluated), num_skipped=len(skipped), num_detections=len(records),
-            run_mode=cfg.run_mode,
-            ann_file=os.path.abspath(data.ann_file), checkpoint=os.path.abspath(cfg.load_checkpoint_path),
+            run_mode=cfg.run_mode, ann_file=os.path.abspath(data.ann_file),
+            checkpoint=os.path.abspath(choice.checkpoint) if choice.checkpoint else None,
+            runtime=choice.runtime, model=os.path.abspath(choice.model) if choice.model else None,
+            precision=choice.precision,
             keep_res=settings.keep_res, input_res_test=settings.input_res, multi_scales=settings.scales,
             flip_test=bool(cfg.flip_test), soft_nms=settings.soft_nms, K=cfg.eval_config.K,
             max_per_image=settings.max_per_image), indent=2)

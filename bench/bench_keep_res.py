@@ -1,7 +1,7 @@
 """Benchmark: what images of many sizes cost eval.py (keep_res) against images of one size.
 
     python bench/bench_keep_res.py [--images 100] [--rounds 2] [--forward_repeats 5] [--json out.json]
-        [--block_type Bottleneck --block_class [3,4,23,3]]
+        [--block_type Bottleneck --block_class [3,4,23,3]] [--runtime openvino [--infer_precision bf16 | --int8]]
 
 1. Data: ``--images`` synthetic images (tools/make_synthetic_coco.py, sides 300-640, so
    keep_res pads them to many distinct input shapes; at least ``--min_shapes``), and the same
@@ -15,6 +15,13 @@
 3. The network alone, in one process: the dynamic-shape graph against a static graph of the
    same shape, for the mix's most common shapes, calls interleaved, medians; and the time to
    compile each kind of graph.
+
+``--runtime onnxruntime|openvino`` measures the same on an exported model (eval.py's
+--infer_runtime/--infer_model, ``--infer_precision`` fp32|bf16, ``--int8`` its int8 quantization
+calibrated on 8 of the mix's images): the checkpoint is exported once as a
+dynamic-shape ONNX, which runs every size without compiling anything per shape; in 3. the
+dynamic-shape model is timed against fixed-shape exports of the same shapes, and "compilation" is
+the runtime's model load (OpenVINO compiles the model for the CPU when loading it).
 
 Random weights (seeded), the data set's 5 classes, CPU. Prints a table and with --json writes the
 figures.
@@ -158,6 +165,59 @@ def child_forward(argv, shapes, repeats, out):
     write_json_atomic(out, result)
 
 
+def child_forward_exported(spec, shapes, repeats, out):
+    """The dynamic-shape exported model against fixed-shape exports of the same shapes, as child_forward:
+    load times (``*_compile_s``: the runtime's model load) and interleaved forwards."""
+    from src.deploy.runtimes import open_model
+    options = {"precision": spec["precision"]}
+    rng = np.random.default_rng(0)
+    inputs = [rng.normal(size=(1, 3) + tuple(s)).astype(np.float32) for s in shapes]
+
+    def timed(action):
+        start = time.perf_counter()
+        value = action()
+        return value, time.perf_counter() - start
+
+    dynamic, load_s = timed(lambda: open_model(spec["dynamic"], spec["runtime"], **options))
+    result = {"dynamic_compile_s": load_s, "shapes": {}}
+    first = [timed(lambda x=x: dynamic(x))[1] for x in inputs]
+    statics = [timed(lambda path=path: open_model(path, spec["runtime"], **options)) for path in spec["fixed"]]
+    times = [([], []) for _ in inputs]
+    for _ in range(repeats):
+        for (model, _), x, (static_t, dynamic_t) in zip(statics, inputs, times):
+            static_t.append(timed(lambda: model(x))[1])
+            dynamic_t.append(timed(lambda: dynamic(x))[1])
+    for shape, (_, load), (static_t, dynamic_t), first_s in zip(shapes, statics, times, first):
+        ratios = [d / s for s, d in zip(static_t, dynamic_t)]
+        result["shapes"]["%dx%d" % tuple(shape)] = {
+            "static_compile_s": load, "dynamic_first_s": first_s, "static_s": statistics.median(static_t),
+            "dynamic_s": statistics.median(dynamic_t), "ratio": statistics.median(ratios)}
+    result["repeats"] = repeats
+    result["static_compile_s"] = statistics.median(load for _, load in statics)
+    write_json_atomic(out, result)
+
+
+def export_models(work, ckpt, net_args, shapes, int8_calibration=None):
+    """The checkpoint as a dynamic-shape ONNX and as fixed-shape ONNX files of ``shapes`` (export.py):
+    (dynamic path, [fixed paths]); with ``int8_calibration`` (a folder of images) their int8 versions
+    (export.py --export_quantize=int8, calibrated on 8 of those images)."""
+    import export as export_script
+    from src.deploy.quantize import int8_path
+    common = net_args + ["--device_target=CPU", "--export_load_ckpt=" + ckpt, "--export_format=ONNX",
+                         "--dataset_config.num_classes=%d" % NUM_CLASSES]
+    if int8_calibration:
+        common += ["--export_quantize=int8", "--quant_calibration_dir=" + int8_calibration,
+                   "--quant_calibration_images=8"]
+    paths = []
+    for name, extra in [("dynamic", ["--export_dynamic_shape=true"])] + [
+            ("fixed_%dx%d" % tuple(s), ["--export_config.input_res=[%d,%d]" % tuple(s)]) for s in shapes]:
+        stem = os.path.join(work, name)
+        if export_script.main(common + extra + ["--export_name=" + stem]):
+            raise RuntimeError("export.py failed for %s" % name)
+        paths.append(int8_path(stem + ".onnx") if int8_calibration else stem + ".onnx")
+    return paths[0], paths[1:]
+
+
 def _run_child(args, work, name):
     """Run this script with ``args`` in a fresh process; returns (its JSON output, process seconds)."""
     out = os.path.join(work, name + ".json")
@@ -184,12 +244,20 @@ def split_of(run):
             "other_share": rest / total, "outside_network_share": (total - run["forward_s"]) / total}
 
 
-def bench(work, images, rounds, forward_repeats, net_args, seed, min_shapes):
+def bench(work, images, rounds, forward_repeats, net_args, seed, min_shapes, runtime="mindspore", precision="fp32",
+          int8=False):
     mix, one, facts = make_sets(work, images, seed, min_shapes)
     ckpt = os.path.join(work, "random.ckpt")
     make_checkpoint(ckpt, net_args)
-    common = net_args + ["--device_target=CPU", "--load_checkpoint_path=" + ckpt,
-                         "--dataset_config.num_classes=%d" % NUM_CLASSES, "--eval_config.keep_res=true"]
+    shapes = facts["mix_common_shapes"]
+    if runtime == "mindspore":
+        model_args = ["--load_checkpoint_path=" + ckpt]
+    else:
+        dynamic, fixed = export_models(work, ckpt, net_args, shapes,
+                                       os.path.join(mix, "val2017") if int8 else None)
+        model_args = ["--infer_runtime=" + runtime, "--infer_model=" + dynamic, "--infer_precision=" + precision]
+    common = net_args + ["--device_target=CPU", "--dataset_config.num_classes=%d" % NUM_CLASSES,
+                         "--eval_config.keep_res=true"] + model_args
     runs = {"mix": [], "one": []}
     for r in range(rounds):
         order = ("mix", "one") if r % 2 == 0 else ("one", "mix")
@@ -202,9 +270,13 @@ def bench(work, images, rounds, forward_repeats, net_args, seed, min_shapes):
             print("round %d %-3s: eval run %.1f s (compile %.1f s, network %.1f s, %d graph(s), %d shapes), "
                   "process %.1f s" % (r + 1, name, summary["total_s"], summary["compile_s"], summary["forward_s"],
                                       summary["graphs_compiled"], summary["input_shapes"], seconds), flush=True)
-    shapes = facts["mix_common_shapes"]
-    forward, _ = _run_child(["--child_forward", json.dumps(common), "--shapes", json.dumps(shapes),
-                             "--forward_repeats", str(forward_repeats)], work, "forward")
+    if runtime == "mindspore":
+        forward, _ = _run_child(["--child_forward", json.dumps(common), "--shapes", json.dumps(shapes),
+                                 "--forward_repeats", str(forward_repeats)], work, "forward")
+    else:
+        spec = {"runtime": runtime, "precision": precision, "dynamic": dynamic, "fixed": fixed}
+        forward, _ = _run_child(["--child_forward_exported", json.dumps(spec), "--shapes", json.dumps(shapes),
+                                 "--forward_repeats", str(forward_repeats)], work, "forward")
     ratios = [m["total_s"] / o["total_s"] for m, o in zip(runs["mix"], runs["one"])]
     process_ratios = [m["process_s"] / o["process_s"] for m, o in zip(runs["mix"], runs["one"])]
 
@@ -223,12 +295,16 @@ def bench(work, images, rounds, forward_repeats, net_args, seed, min_shapes):
         return out
     return dict(facts, rounds=rounds, ratio=statistics.median(ratios), ratios=ratios,
                 process_ratio=statistics.median(process_ratios), mix=summary_of("mix"), one=summary_of("one"),
-                forward=forward, config=" ".join(a for a in net_args) or "ResNet-101-DCN (default_config.yaml)")
+                forward=forward, config=" ".join(a for a in net_args) or "ResNet-101-DCN (default_config.yaml)",
+                runtime=runtime, precision="int8" if int8 else precision)
 
 
 def print_table(result):
     mix, one = result["mix"], result["one"]
-    print("\nkeep_res: %d images, %s" % (result["images"], result["config"]))
+    runtime = result.get("runtime", "mindspore")
+    exported = runtime != "mindspore"
+    print("\nkeep_res: %d images, %s, %s (%s)" % (result["images"], result["config"], runtime,
+                                                 result.get("precision", "fp32")))
     print("  mix: %d distinct padded shapes, %.1f Mpixel of input; one size: %dx%d padded to %dx%d, %.1f Mpixel"
           % (result["mix_shapes"], result["mix_pixels"] / 1e6, result["one_size"][0], result["one_size"][1],
              result["one_shape"][0], result["one_shape"][1], result["one_pixels"] / 1e6))
@@ -247,15 +323,19 @@ def print_table(result):
                             ("loop: waiting for the post-processor, s", "loop_post_wait_s", "%.2f"),
                             ("post-processor busy (beside the network), s", "loop_post_s", "%.2f")):
         print("%-62s %10s %10s" % (label, fmt % mix[key], fmt % one[key]))
-    print("%-62s %10.3f" % ("ratio mix / one size, eval run (goal <= 1.3)", result["ratio"]))
+    print("%-62s %10.3f" % ("ratio mix / one size, eval run (goal <= %s)" % ("1.1" if exported else "1.3"),
+                            result["ratio"]))
     print("  per round: %s" % " ".join("%.3f" % r for r in result["ratios"]))
     print("%-62s %10.3f" % ("ratio mix / one size, whole process", result["process_ratio"]))
     fwd = result["forward"]
-    print("network alone (%d interleaved calls each): dynamic-shape graph compiled in %.1f s, a static graph in "
-          "%.1f s (median)" % (fwd["repeats"], fwd["dynamic_compile_s"], fwd["static_compile_s"]))
+    kind = "model" if exported else "graph"
+    print("network alone (%d interleaved calls each): dynamic-shape %s %s in %.1f s, a %s one in %.1f s (median)"
+          % (fwd["repeats"], kind, "loaded" if exported else "compiled", fwd["dynamic_compile_s"],
+             "fixed-shape" if exported else "static", fwd["static_compile_s"]))
     for shape, f in fwd["shapes"].items():
-        print("  %-10s static %.3f s, dynamic %.3f s, ratio %.3f (dynamic graph's first call at this shape %.2f s)"
-              % (shape, f["static_s"], f["dynamic_s"], f["ratio"], f["dynamic_first_s"]))
+        print("  %-10s %s %.3f s, dynamic %.3f s, ratio %.3f (dynamic %s's first call at this shape %.2f s)"
+              % (shape, "fixed" if exported else "static", f["static_s"], f["dynamic_s"], f["ratio"], kind,
+                 f["dynamic_first_s"]))
 
 
 def main(argv=None):
@@ -267,14 +347,26 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--block_type", default=None, help="trunk override, e.g. BasicBlock (default: ResNet-101)")
     parser.add_argument("--block_class", default=None, help="blocks per stage, e.g. [2,2,2,2]")
+    parser.add_argument("--runtime", default="mindspore", choices=["mindspore", "onnxruntime", "openvino"],
+                        help="mindspore: the checkpoint; onnxruntime/openvino: its dynamic-shape ONNX export")
+    parser.add_argument("--infer_precision", default="fp32", choices=["fp32", "bf16"],
+                        help="the exported model's arithmetic (bf16: openvino, on a CPU with native bf16)")
+    parser.add_argument("--int8", action="store_true",
+                        help="with an exported model: its int8 quantization (export.py --export_quantize=int8)")
     parser.add_argument("--json", help="also write the figures to this file")
     parser.add_argument("--child_eval", help=argparse.SUPPRESS)
     parser.add_argument("--child_forward", help=argparse.SUPPRESS)
+    parser.add_argument("--child_forward_exported", help=argparse.SUPPRESS)
     parser.add_argument("--shapes", help=argparse.SUPPRESS)
     parser.add_argument("--child_out", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.int8 and (args.runtime == "mindspore" or args.infer_precision != "fp32"):
+        parser.error("--int8 quantizes the exported model: use it with --runtime onnxruntime|openvino, fp32")
     if args.child_eval:
         return child_eval(json.loads(args.child_eval), args.child_out)
+    if args.child_forward_exported:
+        return child_forward_exported(json.loads(args.child_forward_exported), json.loads(args.shapes),
+                                      args.forward_repeats, args.child_out)
     if args.child_forward:
         return child_forward(json.loads(args.child_forward), json.loads(args.shapes), args.forward_repeats,
                              args.child_out)
@@ -286,7 +378,8 @@ def main(argv=None):
     print("load average before: %s (the machine may be shared: compare the ratios, not absolute times)"
           % ", ".join("%.2f" % v for v in os.getloadavg()), flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_keep_res_") as work:
-        result = bench(work, args.images, args.rounds, args.forward_repeats, net_args, args.seed, args.min_shapes)
+        result = bench(work, args.images, args.rounds, args.forward_repeats, net_args, args.seed, args.min_shapes,
+                       args.runtime, args.infer_precision, args.int8)
     result["load_average"] = list(os.getloadavg())
     print_table(result)
     if args.json:

@@ -157,6 +157,14 @@ def bench_keep_res(args, work):
     return {"command": cmd, "figures": _run_json(cmd, work, "keep_res")}
 
 
+def bench_keep_res_openvino(args, work):
+    """keep_res on the fastest CPU runtime: OpenVINO on the dynamic-shape ONNX, bf16 where the CPU has it."""
+    from src.deploy.runtimes import bf16_supported
+    cmd = _script("bench_keep_res.py", "--rounds", "2", "--runtime", "openvino",
+                  "--infer_precision", "bf16" if bf16_supported() else "fp32")
+    return {"command": cmd, "figures": _run_json(cmd, work, "keep_res_openvino")}
+
+
 def bench_rss(args, work):
     """Peak memory of train.py (ResNet-101, 512x512, batch 2, real pipeline) and of eval.py on its checkpoint."""
     from tools.make_synthetic_coco import make_dataset
@@ -264,6 +272,7 @@ BENCHMARKS = {
     "vs_torch": bench_vs_torch,
     "eval": bench_eval,
     "keep_res": bench_keep_res,
+    "keep_res_openvino": bench_keep_res_openvino,
     "rss": bench_rss,
     "scaling": bench_scaling,
     "resume": bench_resume,

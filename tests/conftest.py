@@ -43,6 +43,7 @@ SYNTHETIC_OPTIONS = {"min_side": 96, "max_side": 192, "min_obj": 16, "max_obj": 
 
 SyntheticCoco = collections.namedtuple(
     "SyntheticCoco", ["root", "train_ann", "val_ann", "train_images", "val_images", "num_train", "num_val"])
+ExportedSmall = collections.namedtuple("ExportedSmall", ["checkpoint", "dynamic", "fixed"])
 SyntheticMindRecord = collections.namedtuple(
     "SyntheticMindRecord", ["root", "train_ann", "val_ann", "mindrecord_dir", "prefix", "num_images", "num_classes"])
 
@@ -134,6 +135,23 @@ def synthetic_mindrecord(synthetic_coco, tmp_path_factory):
     summary = coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, out, shards=2, workers=1)
     return SyntheticMindRecord(synthetic_coco.root, synthetic_coco.train_ann, synthetic_coco.val_ann, out,
                                summary["prefix"], summary["num_images"], summary["num_classes"])
+
+
+@pytest.fixture(scope="session")
+def small_onnx(tmp_path_factory):
+    """The small network (5 classes, randomised: deformable offsets of several pixels, 8x8 boxes) as a
+    checkpoint and its export.py ONNX files: ``dynamic`` (free height/width) and ``fixed`` (SMALL_RES)."""
+    import export as export_script
+    from eval_helpers import small_checkpoint
+    folder = tmp_path_factory.mktemp("small_onnx")
+    ckpt = small_checkpoint(folder / "small.ckpt", randomise=True)
+    options = dict(SMALL, **{"device_target": "CPU", "export_load_ckpt": ckpt, "export_format": "ONNX",
+                             "export_config.input_res": SMALL_RES, "dataset_config.num_classes": SYNTHETIC_CLASSES})
+    for name, dynamic in (("dynamic", True), ("fixed", False)):
+        code = export_script.main(override_args(dict(options, export_name=str(folder / name),
+                                                     export_dynamic_shape=dynamic)))
+        assert code == 0, "export.py failed on the small network"
+    return ExportedSmall(ckpt, str(folder / "dynamic.onnx"), str(folder / "fixed.onnx"))
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """Helpers of the evaluation/export/inference tests: small configurations, checkpoints, a perfect predictor."""
+import contextlib
 import json
 import os
 
@@ -13,6 +14,17 @@ from conftest import override_args as argv  # noqa: F401  (imported from here by
 # Fixed-resolution evaluation at RES: the setting the 310 chain reproduces.
 FIXED = dict(SMALL, **{"eval_config.keep_res": False, "dataset_config.input_res_test": RES,
                        "export_config.input_res": RES})
+
+
+@contextlib.contextmanager
+def pynative():
+    """PyNative mode inside the block: a reference network's score maps (tests/agreement.py, read at ties)
+    without compiling a graph per input shape (seconds each on a loaded machine)."""
+    ms.set_context(mode=ms.PYNATIVE_MODE)
+    try:
+        yield
+    finally:
+        ms.set_context(mode=ms.GRAPH_MODE)
 
 
 def randomise_weights(net, seed=0, offset_std=0.1):

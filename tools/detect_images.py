@@ -6,9 +6,11 @@
 
 Every .jpg/.jpeg/.png/.bmp/.tif/.tiff/.webp directly in image_dir is detected with the same
 pre- and post-processing as eval.py (keep_res or input_res_test, multi_scales, flip_test,
-soft-NMS, max_per_image; every configuration key applies). With --onnx_model=centernet.onnx
-(export.py --export_format=ONNX) ONNX Runtime runs that model instead of the checkpoint
-(a fixed-shape model needs keep_res=false and its input_res_test; a dynamic one takes any).
+soft-NMS, max_per_image; every configuration key applies). With
+--infer_runtime=onnxruntime|openvino --infer_model=centernet.onnx (export.py --export_format=ONNX;
+--onnx_model=centernet.onnx is the ONNX Runtime shorthand) that runtime runs the exported model
+instead of the checkpoint (a fixed-shape model needs keep_res=false and its input_res_test; a
+dynamic one takes any).
 Photos of any sizes run through one graph compiled with a free input height/width
 (eval_config.dynamic_shape, docs/EVALUATION.md).
 Written under save_result_dir:

@@ -1,14 +1,15 @@
-"""Run an exported ONNX model with ONNX Runtime (CPU) over preprocess.py's inputs.
+"""Run an exported ONNX model with ONNX Runtime or OpenVINO (CPU) over preprocess.py's inputs.
 
     python tools/infer_onnx.py --onnx_path=centernet.onnx --input_path=./preprocess_Result/images \
-        --output_path=./result_Files
+        --output_path=./result_Files [--runtime=openvino [--precision=bf16]]
 
 Same files as tools/infer_mindir.py and the Ascend 310 app, so postprocess.py reads its
 outputs and scripts/run_infer_310.sh can use it (INFER_APP; the script's --mindir_path is
 accepted as the model path): every <input_path>/<name>.bin (float32, the model's input
 shape) gives <output_path>/<name>_0.bin, the (1, K, 6) float32 detections. A .bin of the
-wrong size is an error naming it. Needs the optional package onnxruntime. The runtime is
-src/deploy/runtimes.py (OnnxModel); this file is its command line.
+wrong size is an error naming it. ``--runtime`` chooses ONNX Runtime (default) or OpenVINO, and
+``--precision`` OpenVINO's bf16 (on a CPU with native bf16); each needs its optional package
+(onnxruntime, openvino). The runtimes are src/deploy/runtimes.py; this file is their command line.
 """
 import argparse
 import glob
@@ -19,10 +20,12 @@ import sys
 import numpy as np
 
 from src.deploy.chain import infer_bin_folder
-from src.deploy.runtimes import OnnxModel
+from src.deploy.runtimes import PRECISIONS, open_model
+from src.infer.predictor import RUNTIME_LABELS
 from src.model_utils.entry import guarded, setup_logging
 
 logger = logging.getLogger("infer_onnx")
+RUNTIMES = ("onnxruntime", "openvino")  # the runtimes of an ONNX model
 
 
 def parse_args(argv=None):
@@ -31,10 +34,14 @@ def parse_args(argv=None):
                         help="exported model (export.py --export_format=ONNX)")
     parser.add_argument("--input_path", required=True, help="folder of input .bin files (preprocess.py images/)")
     parser.add_argument("--output_path", default="./result_Files", help="folder receiving <name>_<i>.bin")
+    parser.add_argument("--runtime", default="onnxruntime", choices=RUNTIMES,
+                        help="the runtime running the model (default onnxruntime)")
+    parser.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                        help="arithmetic: fp32, or bf16 with --runtime=openvino on a CPU with native bf16")
     parser.add_argument("--device_target", default="CPU", choices=["CPU"],
-                        help="ONNX Runtime's CPU provider (the only one installed here)")
+                        help="the runtimes' CPU device (the only one installed here)")
     parser.add_argument("--device_id", type=int, default=0, help="accepted for the 310 app's interface; unused")
-    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: ONNX Runtime's default)")
+    parser.add_argument("--threads", type=int, default=0, help="inference threads (0: the runtime's default)")
     return parser.parse_args(argv)
 
 
@@ -44,13 +51,13 @@ def run(args):
     files = sorted(glob.glob(os.path.join(args.input_path, "*.bin")))
     if not files:
         raise FileNotFoundError("no .bin input files in %s" % args.input_path)
-    runner = OnnxModel(args.onnx_path, args.threads)
+    runner = open_model(args.onnx_path, args.runtime, threads=args.threads, precision=args.precision)
     if None in runner.shape:
         raise ValueError("%s has a dynamic input shape %s; .bin inputs carry no shape: export with a fixed "
                          "export_config.input_res" % (args.onnx_path, runner.shape))
     total = infer_bin_folder(files, runner.shape, np.float32, runner, args.output_path)
-    logger.info("%d inputs inferred by ONNX Runtime in %.1f s (%.2f ms per input) -> %s",
-                len(files), total, 1000 * total / len(files), args.output_path)
+    logger.info("%d inputs inferred by %s (%s) in %.1f s (%.2f ms per input) -> %s", len(files),
+                RUNTIME_LABELS[args.runtime], args.precision, total, 1000 * total / len(files), args.output_path)
     return len(files)
 
 

@@ -321,19 +321,22 @@ def open_model(path, runtime=None, **options):
     return RUNTIMES[runtime](path, **options)
 
 
-def model_predictor(path, num_classes, flip_test, runtime=None, **options):
-    """predict(input (1, 3, H, W)) -> (K, 6) detections of an exported model, for the detection loop.
-
-    The model's recorded class count and flip_test (export.py's metadata, when the format keeps
-    it) must match the configuration, since post-processing relies on both.
-    """
-    runner = open_model(path, runtime, **options)
+def check_recorded(runner, num_classes, flip_test):
+    """The model's recorded class count and flip_test (export.py's metadata, when the format keeps it)
+    must match the configuration, since post-processing relies on both: a ValueError saying what to do."""
     recorded = {"num_classes": str(num_classes), "flip_test": str(bool(flip_test))}
     for key, value in recorded.items():
         if key in runner.metadata and runner.metadata[key] != value:
             raise ValueError("%s was exported with %s=%s but the configuration has %s: export it again or set "
-                             "--%s" % (path, key, runner.metadata[key], value,
+                             "--%s" % (runner.path, key, runner.metadata[key], value,
                                        "dataset_config.num_classes" if key == "num_classes" else key))
+
+
+def model_predictor(path, num_classes, flip_test, runtime=None, **options):
+    """predict(input (1, 3, H, W)) -> (K, 6) detections of an exported model, for the detection loop
+    (``check_recorded`` first)."""
+    runner = open_model(path, runtime, **options)
+    check_recorded(runner, num_classes, flip_test)
 
     def predict(inp):
         runner.check_shape(inp.shape, "the pre-processed input")

@@ -1,8 +1,8 @@
 """Detect a folder of photos (no annotations needed): drawn images plus a results json.
 
 The logic of tools/detect_images.py (its docstring documents the command and the outputs):
-listing the images, class names and ids, the predictor (the checkpoint's Detector, or an
-exported model with --onnx_model), the detection loop of src/infer/detect.py, drawing, and
+listing the images, class names and ids, the predictor (src/infer/predictor.py: the checkpoint,
+or an exported model on the runtime of --infer_runtime), the detection loop of src/infer/detect.py, drawing, and
 results.json.
 """
 import logging
@@ -10,11 +10,9 @@ import os
 
 from src.data.coco import CocoData, DataError, default_category_ids
 from src.data.image_file import file_header_size
-from src.deploy.runtimes import model_predictor
 from src.infer.detect import EvalSettings, detect_images
-from src.infer.detector import build_detector
+from src.infer.predictor import build_predictor, model_choice
 from src.model_utils.config import ConfigError
-from src.model_utils.device_adapter import set_device
 from src.model_utils.file_io import write_json_atomic
 from src.visual import draw_detections, save_image
 
@@ -57,8 +55,7 @@ def output_names(names):
 
 def run_detect(cfg):
     settings = EvalSettings(cfg)
-    if not cfg.load_checkpoint_path and not cfg.onnx_model:
-        raise ConfigError("--load_checkpoint_path (or --onnx_model) is required: the model to run")
+    choice = model_choice(cfg)
     names = list_images(cfg.image_dir)
     class_names, category_ids, known_ids = class_info(cfg, settings.num_classes)
     out_dir = cfg.save_result_dir or "."
@@ -73,11 +70,7 @@ def run_detect(cfg):
             entry["width"], entry["height"] = size
         entries.append(entry)
 
-    if cfg.onnx_model:
-        detector = model_predictor(cfg.onnx_model, settings.num_classes, cfg.flip_test)
-    else:
-        set_device(cfg)
-        detector = build_detector(cfg, settings, entries, cfg.load_checkpoint_path)
+    detector = build_predictor(cfg, settings, entries, choice)
     colors, thresh = cfg.eval_config.color_list, cfg.eval_config.score_thresh
 
     def draw(entry, image, per_class):

@@ -61,3 +61,35 @@ def test_run_all_reports_the_keep_res_figures(tmp_path):
     assert "9.5 s / 4.2 s" in text and "1.100 s / 1.000 s (ratio 1.10)" in text
     assert "20 % (compilation 5 %, the rest 15 %); one size: 10 %" in text
     assert "`python bench/bench_keep_res.py --rounds 2`" in text
+
+
+def test_run_all_reports_the_exported_keep_res_figures(tmp_path):
+    run = {"total_s": 50.0, "outside_network_share": 0.3, "compile_share": 0.02, "other_share": 0.28}
+    recorded = {"keep_res_openvino": {
+        "command": [sys.executable, os.path.join(ROOT, "bench", "bench_keep_res.py"), "--runtime", "openvino"],
+        "figures": {"images": 100, "config": "ResNet-101-DCN", "mix_shapes": 42, "rounds": 2, "ratio": 1.05,
+                    "process_ratio": 1.04, "mix": run, "one": dict(run, total_s=47.6), "runtime": "openvino",
+                    "precision": "bf16",
+                    "forward": {"dynamic_compile_s": 3.0, "static_compile_s": 2.5, "repeats": 5,
+                                "shapes": {"512x672": {"dynamic_s": 0.25, "static_s": 0.24, "ratio": 1.04}}}},
+        "date": "2026-12-06 22:00", "load_average": [1.0, 1.0, 1.0], "repeats": 3}}
+    path = str(tmp_path / "PERFORMANCE.md")
+    report.write_markdown(path, recorded)
+    text = open(path, encoding="utf-8").read()
+    assert "42 padded shapes (one dynamic-shape ONNX on openvino) / one size of the same pixel count (the same " \
+           "model) | 1.05 (50.0 s / 47.6 s; whole processes 1.04) |" in text
+    assert "ResNet-101-DCN, openvino bf16" in text
+    assert "model load: dynamic-shape ONNX / one fixed-shape ONNX | 3.0 s / 2.5 s" in text
+    assert "0.250 s / 0.240 s (ratio 1.04)" in text
+
+
+def test_exported_forward_child_times_the_dynamic_model_against_fixed_ones(small_onnx, tmp_path):
+    """The exported models' forward figures of bench_keep_res.py, on the test network's ONNX files."""
+    out = tmp_path / "forward.json"
+    spec = {"runtime": "onnxruntime", "precision": "fp32", "dynamic": small_onnx.dynamic, "fixed": [small_onnx.fixed]}
+    bench_keep_res.child_forward_exported(spec, [[128, 128]], 2, str(out))
+    result = json.loads(out.read_text())
+    assert list(result["shapes"]) == ["128x128"] and result["repeats"] == 2
+    figures = result["shapes"]["128x128"]
+    assert min(figures["static_s"], figures["dynamic_s"], result["dynamic_compile_s"]) > 0
+    assert figures["ratio"] > 0
