@@ -286,7 +286,7 @@ def test_eval_skips_images_over_the_pixel_limit_and_warns_on_size_mismatches(syn
     other["width"], other["height"] = other["height"], other["width"]
     ann = tmp_path / "val.json"
     ann.write_text(json.dumps(doc))
-    monkeypatch.setattr(eval_script, "build_detector", lambda *args: _BlankDetector())
+    monkeypatch.setattr(eval_script, "build_predictor", lambda *args: _BlankDetector())
     code, out = _run_eval(tmp_path, synthetic_coco, "unused.ckpt", {"eval_ann_file": str(ann),
                                                                     "eval_image_dir": str(images)})
     err = capsys.readouterr().err
