@@ -116,9 +116,6 @@ class _Reader:
         self.count += 1
         return {self.name: inp}
 
-    def rewind(self):
-        raise RuntimeError("calibration inputs can be read once")
-
 
 def quantize_onnx(model_path, out_path, calibration_inputs, activation_type="uint8", calibration="minmax",
                   float_offsets=True, float_heads=False, percentile=99.999):
