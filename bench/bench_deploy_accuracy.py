@@ -1,13 +1,15 @@
 """COCO AP of one trained model on every runtime x precision, through eval.py's pre- and post-processing.
 
     python bench/bench_deploy_accuracy.py --config_path=quick_start_config.yaml --data_dir=COCO_ROOT \
-        --load_checkpoint_path=CKPT [--calibration_images 32] [--work DIR] [--json out.json] [other config keys]
+        --load_checkpoint_path=CKPT --mindrecord_dir=MINDRECORD [--work DIR] [--json out.json] [other config keys]
 
 The checkpoint runs as eval.py runs it (MindSpore, the reference) and as its ONNX export
 (export.py --export_format=ONNX at dataset_config.input_res_test, so eval_config.keep_res must be
 false) in ONNX Runtime fp32, OpenVINO fp32 and, where the CPU has it natively, OpenVINO bf16; and
-quantized to int8 (src/deploy/quantize.py, when present) on both, calibrated on the first
---calibration_images images of <data_dir>/train2017 pre-processed as eval.py does. Every row
+quantized to int8 on both as export.py --export_quantize=int8 does (src/deploy/quantize.py: the
+quant_* keys, calibrated on quant_calibration_images images of mindrecord_dir or
+quant_calibration_dir, pre-processed as eval.py does; OpenVINO runs its float layers in fp32, and in
+bf16 where the CPU has it). Every row
 goes through src.infer.detect.detect_images and src.infer.coco_eval with the same settings, so
 only the network's arithmetic differs. Prints and records AP, AP50, the difference to
 MindSpore's AP, the seconds per image (loaded machine: not a speed figure, bench_deploy.py is)
@@ -26,7 +28,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import cv2  # noqa: E402
 import mindspore as ms  # noqa: E402,F401  (before onnx: the other import order breaks mindspore's protobuf modules)
 
 import eval as eval_script  # noqa: E402
@@ -43,47 +44,27 @@ logger = logging.getLogger(__name__)
 FP32_AP_TOL = 1e-4
 BF16_AP_GOAL = 0.005
 INT8_AP_GOAL = 0.01
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
-def calibration_inputs(folder, count, settings):
-    """The first ``count`` images of ``folder`` (by name) pre-processed as eval.py does: (1, 3, H, W) float32."""
-    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(IMAGE_EXTENSIONS))[:count]
-    inputs = []
-    for name in names:
-        image = cv2.imread(os.path.join(folder, name))
-        if image is not None:
-            inputs.append(settings.prepare(image)[0][0])
-    if not inputs:
-        raise ValueError("%s: no readable images for the int8 calibration" % folder)
-    return inputs
-
-
-def export_models(overrides, cfg, settings, work, calibration):
-    """{precision: ONNX path}: export.py's ONNX of the checkpoint and, with src/deploy/quantize.py, its int8."""
-    name = os.path.join(work, "centernet")
+def export_models(overrides, cfg, settings, work):
+    """{"fp32": path, "int8": path}: export.py's ONNX of the checkpoint and its int8 quantization."""
+    from src.deploy.quantize import calibration_from_config, quantize_from_config
     export_cfg = get_config(overrides + ["--export_load_ckpt=%s" % cfg.load_checkpoint_path, "--export_format=ONNX",
-                                         "--export_name=%s" % name, "--export_dynamic_shape=false",
+                                         "--export_name=%s" % os.path.join(work, "centernet"),
+                                         "--export_dynamic_shape=false",
                                          "--export_config.input_res=%s" % list(settings.input_res)])
-    paths = {"fp32": export_script.run_export(export_cfg)}
-    try:
-        from src.deploy.quantize import quantize_onnx
-    except ImportError as err:
-        logger.warning("int8 rows skipped: %s", err)
-        return paths
-    paths["int8"] = os.path.join(work, "centernet_int8.onnx")
-    quantize_onnx(paths["fp32"], paths["int8"], calibration)
+    paths = {"fp32": export_script.run_export(export_cfg), "int8": os.path.join(work, "centernet_int8.onnx")}
+    quantize_from_config(export_cfg, paths["fp32"], paths["int8"], calibration_from_config(export_cfg, False))
     return paths
 
 
 def rows_to_run(paths):
     """[(row name, runtime, file precision, inference precision)] available on this machine."""
-    rows = [("ONNX Runtime fp32", "onnxruntime", "fp32", "fp32"), ("OpenVINO fp32", "openvino", "fp32", "fp32")]
-    if runtimes.bf16_supported():
-        rows.append(("OpenVINO bf16", "openvino", "fp32", "bf16"))
-    if "int8" in paths:
-        rows += [("ONNX Runtime int8", "onnxruntime", "int8", "fp32"), ("OpenVINO int8", "openvino", "int8", "fp32")]
-    return rows
+    rows = [("ONNX Runtime fp32", "onnxruntime", "fp32", "fp32"), ("OpenVINO fp32", "openvino", "fp32", "fp32"),
+            ("OpenVINO bf16", "openvino", "fp32", "bf16"), ("ONNX Runtime int8", "onnxruntime", "int8", "fp32"),
+            ("OpenVINO int8", "openvino", "int8", "fp32"),
+            ("OpenVINO int8, float layers bf16", "openvino", "int8", "bf16")]
+    return [row for row in rows if row[3] != "bf16" or runtimes.bf16_supported()]
 
 
 def evaluate(data, settings, predict):
@@ -105,16 +86,15 @@ def run(args, overrides):
         raise ConfigError("the export has one input size: set --eval_config.keep_res=false and one scale")
     set_device(cfg)
     data = eval_script.load_data(cfg, settings.num_classes)
-    folder = args.calibration_dir or os.path.join(cfg.data_dir, "train2017")
-    calibration = calibration_inputs(folder, args.calibration_images, settings)
     results = {"images": len(data), "config": " ".join(overrides), "calibration": {
-        "images": len(calibration), "folder": folder}, "rows": {}}
+        "images": cfg.quant_calibration_images, "source": cfg.quant_calibration_dir or cfg.mindrecord_dir,
+        "method": cfg.quant_calibration, "float_layers": cfg.quant_float_layers}, "rows": {}}
 
     detector = build_detector(cfg, settings, data.images, cfg.load_checkpoint_path)
     stats, seconds = evaluate(data, settings, detector)
     results["rows"]["MindSpore fp32"] = {"AP": stats["AP"], "AP50": stats["AP50"], "s_per_image": seconds}
     with tempfile.TemporaryDirectory(prefix="deploy_accuracy_", dir=args.work) as work:
-        paths = export_models(overrides, cfg, settings, work, calibration)
+        paths = export_models(overrides, cfg, settings, work)
         results["file_mb"] = {k: round(os.path.getsize(p) / 2 ** 20, 2) for k, p in paths.items()}
         for name, runtime, kind, precision in rows_to_run(paths):
             predict = runtimes.model_predictor(paths[kind], settings.num_classes, cfg.flip_test, runtime=runtime,
@@ -126,7 +106,7 @@ def run(args, overrides):
     failed = []
     for name, row in results["rows"].items():
         row["AP_diff"] = row["AP"] - reference
-        goal = FP32_AP_TOL if "fp32" in name else BF16_AP_GOAL if "bf16" in name else INT8_AP_GOAL
+        goal = FP32_AP_TOL if "fp32" in name else INT8_AP_GOAL if "int8" in name else BF16_AP_GOAL
         row["goal"], row["within_goal"] = goal, abs(row["AP_diff"]) <= goal
         if "fp32" in name and not row["within_goal"]:
             failed.append(name)
@@ -137,21 +117,21 @@ def run(args, overrides):
 def main(argv=None):
     """Print the AP table; 0, 1 when an fp32 runtime departs from MindSpore, 2 on bad input."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calibration_images", type=int, default=32, help="int8 calibration images")
-    parser.add_argument("--calibration_dir", help="calibration images (default <data_dir>/train2017)")
     parser.add_argument("--work", help="folder for the temporary model files (default: the system's)")
     parser.add_argument("--json", help="also write the result here")
     args, overrides = parser.parse_known_args(argv)
-    from src.model_utils.entry import guarded
+    from src.model_utils.entry import guarded, setup_logging
+    setup_logging()
     holder = {}
     code = guarded(lambda: holder.update(result=run(args, overrides)))
     if code:
         return code
     result = holder["result"]
-    print("%d images (%s); int8 calibrated on %d images of %s" % (
-        result["images"], result["config"], result["calibration"]["images"], result["calibration"]["folder"]))
+    cal = result["calibration"]
+    print("%d images (%s); int8: %s calibration on %d images of %s, float layers: %s" % (
+        result["images"], result["config"], cal["method"], cal["images"], cal["source"], cal["float_layers"]))
     for name, row in result["rows"].items():
-        print("  %-20s AP %.4f  AP50 %.4f  AP - MindSpore's %+.4f (%s %g)  %.3f s/image" % (
+        print("  %-32s AP %.4f  AP50 %.4f  AP - MindSpore's %+.4f (%s %g)  %.3f s/image" % (
             name, row["AP"], row["AP50"], row["AP_diff"], "within" if row["within_goal"] else "BEYOND", row["goal"],
             row["s_per_image"]))
     print("  model files: %s" % ", ".join("%s %.2f MB" % kv for kv in result["file_mb"].items()))
@@ -165,6 +145,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    from src.model_utils.entry import setup_logging
-    setup_logging("INFO")
     sys.exit(main())

@@ -240,14 +240,15 @@ def bench_deploy(args, work):
 def bench_deploy_accuracy(args, work):
     """The quick start (scripts/run_quick_start.sh), then bench_deploy_accuracy.py on its model and data."""
     out = os.path.join(work, "quick_start")
-    code, _, _, _ = run_sampling_rss(["bash", os.path.join(ROOT, "scripts", "run_quick_start.sh"), out],
-                                     os.path.join(work, "quick_start.log"))
+    log = os.path.join(work, "quick_start.log")
+    code, _, _, _ = run_sampling_rss(["bash", os.path.join(ROOT, "scripts", "run_quick_start.sh"), out], log)
     if code:
-        raise RuntimeError("run_quick_start.sh failed (exit %d), see %s" % (code, os.path.join(work, "quick_start.log")))
+        raise RuntimeError("run_quick_start.sh failed (exit %d), see %s" % (code, log))
     ckpt_dir = os.path.join(out, "train", "ckpt_0")
     ckpt = os.path.join(ckpt_dir, sorted(f for f in os.listdir(ckpt_dir) if f.endswith(".ckpt"))[-1])
     cmd = _script("bench_deploy_accuracy.py", "--config_path=%s" % QUICK_START_CONFIG,
-                  "--data_dir=%s" % os.path.join(out, "data", "coco"), "--load_checkpoint_path=%s" % ckpt)
+                  "--data_dir=%s" % os.path.join(out, "data", "coco"), "--load_checkpoint_path=%s" % ckpt,
+                  "--mindrecord_dir=%s" % os.path.join(out, "data", "mindrecord"))
     figures = _run_json(cmd, work, "deploy_accuracy")
     return {"command": [c.replace(out, "QUICK_START_DIR") for c in cmd], "figures": figures}
 

@@ -91,7 +91,8 @@ def test_only_the_named_benchmarks_run_and_the_others_keep_their_figures(tmp_pat
 
 def _readme(tmp_path):
     path = tmp_path / "README.md"
-    path.write_text("# intro\n%s\nold table\n%s\nafter\n" % (report.README_BEGIN, report.README_END))
+    path.write_text("# intro\n%s\nold table\n%s\nmiddle\n%s\nold\n%s\nafter\n" % (
+        report.README_BEGIN, report.README_END, report.DEPLOY_BEGIN, report.DEPLOY_END))
     return path
 
 
@@ -104,6 +105,44 @@ def test_readme_figures_are_the_recorded_ones():
     block = report.readme_block(results)
     assert block in readme
     assert readme.count(report.README_BEGIN) == 1 and "| figure | measured | CPU, date (UTC) |" in block
+    assert report.deploy_block(results) in readme and readme.count(report.DEPLOY_BEGIN) == 1
+
+
+def test_runtime_x_precision_table(tmp_path):
+    """README's runtime x precision table joins bench_deploy's times and file sizes with bench_deploy_accuracy's AP."""
+    def timed(median, ratio):
+        return {"median": median, "min": median, "max": median}, ratio
+    forward = {"MindSpore fp32": timed(0.667, 1.52), "ONNX Runtime fp32": timed(0.438, 1.0),
+               "OpenVINO bf16": timed(0.222, 0.51), "ONNX Runtime int8": timed(0.198, 0.45)}
+    recorded = {
+        "deploy": {"command": [sys.executable, os.path.join(ROOT, "bench", "bench_deploy.py"), "--runs", "7"],
+                   "figures": {"network": "Bottleneck [3, 4, 23, 3], 80 classes", "input": [1, 3, 512, 512],
+                               "runs": 7, "reference": "ONNX Runtime fp32", "file_mb": {"fp32": 189.3, "int8": 48.0},
+                               "forward_s": {k: v[0] for k, v in forward.items()},
+                               "per_round_ratio_to_reference_median": {k: v[1] for k, v in forward.items()}},
+                   "date": "2026-12-06 10:00", "load_average": [0.1, 0.1, 0.1], "repeats": 3},
+        "deploy_accuracy": {"command": ["python", "bench/bench_deploy_accuracy.py"], "figures": {
+            "images": 100, "rows": {"MindSpore fp32": {"AP": 0.3104, "AP50": 0.718, "AP_diff": 0.0},
+                                    "OpenVINO bf16": {"AP": 0.3091, "AP50": 0.716, "AP_diff": -0.0013},
+                                    "OpenVINO fp32": {"AP": 0.3104, "AP50": 0.718, "AP_diff": 0.0}}},
+            "date": "2026-12-06 11:00", "load_average": [0.1, 0.1, 0.1], "repeats": 3},
+    }
+    lines = report.deploy_block(recorded).splitlines()
+    assert lines[2] == ("| runtime, precision | forward + decode (Bottleneck [3, 4, 23, 3], 512x512) | / ONNX Runtime "
+                        "fp32 | model file | quick-start AP (- MindSpore fp32) |")
+    assert lines[4:9] == ["| MindSpore fp32 | 0.667 s | 1.52 |  | 0.3104 (+0.0000) |",
+                          "| ONNX Runtime fp32 | 0.438 s | 1.00 | 189.3 MB |  |",
+                          "| OpenVINO fp32 |  |  | 189.3 MB | 0.3104 (+0.0000) |",
+                          "| OpenVINO bf16 | 0.222 s | 0.51 | 189.3 MB | 0.3091 (-0.0013) |",
+                          "| ONNX Runtime int8 | 0.198 s | 0.45 | 48.0 MB |  |"]
+    assert "Times and file sizes: CPU not recorded, 2026-12-06, `python bench/bench_deploy.py --runs 7`." in lines
+    readme = _readme(tmp_path)
+    report.write_readme(str(readme), recorded)
+    text = readme.read_text()
+    assert "| OpenVINO bf16 | 0.222 s |" in text and "old\n" not in text and text.endswith("after\n")
+    values = {r.figure.rsplit(": ", 1)[-1]: r.value for r in report.rows(recorded) if r.bench == "deploy"}
+    assert values["ONNX Runtime int8"] == "0.198 s (per-round ratio to ONNX Runtime fp32 0.45)"
+    assert values["OpenVINO bf16"] == "0.222 s (per-round ratio to ONNX Runtime fp32 0.51)"
 
 
 

@@ -16,6 +16,7 @@ Tolerances:
   (bench/bench_deploy_accuracy.py), not asserted here.
 """
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -158,3 +159,12 @@ def test_model_predictor_on_openvino_checks_the_recorded_settings(heads_model):
     assert predict(_image(SHAPE)).shape == (100, 6)
     with pytest.raises(ValueError, match="was exported with num_classes=5 but the configuration has 3"):
         runtimes.model_predictor(heads_model, 3, False, runtime="openvino")
+
+
+def test_openvino_not_installed_is_one_line(heads_model, monkeypatch):
+    """Bad input: runtime openvino without the optional package | "running models on OpenVINO needs the optional
+    package openvino: pip install openvino ...", one line."""
+    monkeypatch.setitem(sys.modules, "openvino", None)  # as if it were not installed
+    with pytest.raises(RuntimeError, match="^running models on OpenVINO needs the optional package openvino: pip "
+                                           r"install openvino \(the tested version is in requirements-test.txt\)$"):
+        runtimes.open_model(heads_model, "openvino")
