@@ -236,7 +236,7 @@ def folder_calibration(image_dir, count, prepare):
 
 
 def calibration_source(cfg):
-    """('folder', path) for quant_calibration_dir, else ('mindrecord', mindrecord_dir); a ValueError when neither is set."""
+    """('folder', quant_calibration_dir), else ('mindrecord', mindrecord_dir); a ValueError when neither is set."""
     if cfg.quant_calibration_dir:
         if not os.path.isdir(cfg.quant_calibration_dir):
             raise ValueError("--quant_calibration_dir=%s: folder not found" % cfg.quant_calibration_dir)
