@@ -108,6 +108,10 @@ def export_network(net, path, example, file_format):
 
 def run_export(cfg):
     check_export_config(cfg)
+    calibration = None
+    if cfg.export_quantize == "int8":  # read before anything is built or written: a bad source leaves no file
+        from src.deploy.quantize import calibration_from_config
+        calibration = calibration_from_config(cfg, cfg.export_dynamic_shape)
     set_device(cfg)
     num_classes = cfg.dataset_config.num_classes
     net = build_eval_network(cfg, num_classes, cfg.export_load_ckpt)
@@ -115,10 +119,6 @@ def run_export(cfg):
     path = export_path(cfg)
     if cfg.export_format == "ONNX":
         from src.deploy.onnx_export import export_onnx
-        calibration = None
-        if cfg.export_quantize == "int8":  # read before anything is written: a bad source leaves no file
-            from src.deploy.quantize import calibration_from_config
-            calibration = calibration_from_config(cfg, cfg.export_dynamic_shape)
         export_onnx(net, path, cfg.export_config.input_res, cfg.export_dynamic_shape,
                     metadata={"num_classes": num_classes, "K": cfg.eval_config.K, "flip_test": cfg.flip_test})
         if calibration is not None:

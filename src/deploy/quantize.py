@@ -116,9 +116,6 @@ class _Reader:
         self.count += 1
         return {self.name: inp}
 
-    def rewind(self):
-        raise RuntimeError("calibration inputs can be read once")
-
 
 def quantize_onnx(model_path, out_path, calibration_inputs, activation_type="uint8", calibration="minmax",
                   float_offsets=True, float_heads=False, percentile=99.999):
@@ -239,7 +236,7 @@ def folder_calibration(image_dir, count, prepare):
 
 
 def calibration_source(cfg):
-    """('folder', path) for quant_calibration_dir, else ('mindrecord', mindrecord_dir); a ValueError when neither is set."""
+    """('folder', quant_calibration_dir), else ('mindrecord', mindrecord_dir); a ValueError when neither is set."""
     if cfg.quant_calibration_dir:
         if not os.path.isdir(cfg.quant_calibration_dir):
             raise ValueError("--quant_calibration_dir=%s: folder not found" % cfg.quant_calibration_dir)

@@ -10,11 +10,15 @@ the first such tensor is the input image, whose step Delta is the scale of the m
 QuantizeLinear. Every layer after it adds rounding noise of its own step, which the network
 propagates as it would noise on the input. So the heads' error is measured in the unit of the
 network's own sensitivity: the fp32 heads' change when Gaussian noise of standard deviation
-k * Delta is added to the input. Measured on this network (Intel Xeon): the int8 heads are as
-far from fp32 as k = 2 (relative RMS 0.24 / 0.27 / 0.34 of each head's spread for hm / wh / reg;
-k = 1: 0.10 / 0.13 / 0.16; k = 4: 0.38 / 0.42 / 0.72). The tolerance is k = 4, a factor 2 in
-noise over the measurement. The negative control, calibrated on inputs scaled by 0.25 (ranges
-4 times too narrow: activations clipped), is 0.78 / 0.91 / 1.46, above it for every head.
+k * Delta is added to the input. Measured on this network (Intel Xeon), as relative RMS of each
+head's spread for hm / wh / reg: the int8 heads differ from fp32 by 0.24 / 0.27 / 0.34 in ONNX
+Runtime and 0.24 / 0.28 / 0.40 in OpenVINO (its own integer kernels and requantization), about
+what k = 2 gives; k = 1 gives 0.10 / 0.13 / 0.16 and the tolerance, k = 4 (a factor 2 in noise
+over the measurement), 0.41 / 0.39 / 0.64. The negative control, calibrated on inputs scaled by
+0.25 (ranges 4 times too narrow: activations clipped), is 0.78 / 0.91 / 1.46, above it for every
+head. Random weights amplify noise far more than trained ones, hence these large relative figures;
+what int8 costs a trained model is its AP (bench/bench_int8_accuracy.py: none measurable on the
+quick-start model).
 """
 import os
 import sys
@@ -27,13 +31,13 @@ import onnxruntime as ort
 
 import export as export_script
 from bench.agreement import live_random_weights
-from conftest import make_config
+from conftest import make_config, require_module
 from eval_helpers import FIXED, argv, small_checkpoint
 from src.centernet_det import CenterNetDet
 from src.decode import CenterNetDetEval
 from src.deploy.onnx_export import build_model
 from src.deploy.quantize import folder_calibration, int8_path, mindrecord_calibration, quantize_onnx
-from src.deploy.runtimes import model_predictor
+from src.deploy.runtimes import model_predictor, open_model
 from src.infer.detect import EvalSettings
 
 NOISE_STEPS = 4  # the tolerance, in input quantization steps of noise (see the module docstring)
@@ -106,6 +110,10 @@ def test_int8_heads_agree_within_the_noise_tolerance_and_a_miscalibrated_model_d
     reference, tolerance = _tolerance(float_model, inputs[1], step)
     error = _relative_rms(_heads(path, inputs[1]), reference)
     assert (error < tolerance).all(), (error, tolerance)
+
+    require_module("openvino", "the int8 model in OpenVINO")
+    runner = open_model(path, "openvino")  # its own int8 kernels and requantization: the same bound
+    assert (_relative_rms([runner(x)[1:] for x in inputs[1]], reference) < tolerance).all()
 
     narrow = str(tmp_path / "narrow.onnx")
     quantize_onnx(float_model, narrow, [x * np.float32(0.25) for x in inputs[0]])
