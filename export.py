@@ -111,7 +111,8 @@ def run_export(cfg):
     calibration = None
     if cfg.export_quantize == "int8":  # read before anything is built or written: a bad source leaves no file
         from src.deploy.quantize import calibration_from_config
-        calibration = calibration_from_config(cfg, cfg.export_dynamic_shape)
+        from src.infer.detect import EvalSettings
+        calibration = calibration_from_config(cfg, EvalSettings.for_export(cfg, cfg.export_dynamic_shape).prepare)
     set_device(cfg)
     num_classes = cfg.dataset_config.num_classes
     net = build_eval_network(cfg, num_classes, cfg.export_load_ckpt)

@@ -36,10 +36,6 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
 import mindspore as ms  # noqa: E402  (before onnx: the other import order breaks mindspore's protobuf modules)
 from mindspore import Tensor  # noqa: E402
 

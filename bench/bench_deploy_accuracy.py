@@ -24,18 +24,14 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
-
 import mindspore as ms  # noqa: E402,F401  (before onnx: the other import order breaks mindspore's protobuf modules)
 
-import eval as eval_script  # noqa: E402
-import export as export_script  # noqa: E402
+from src.data.coco import CocoData, resolve_data_paths  # noqa: E402
+from src.deploy.onnx_export import export_onnx  # noqa: E402
 from src.deploy import runtimes  # noqa: E402
 from src.infer.coco_eval import coco_evaluate  # noqa: E402
 from src.infer.detect import EvalSettings, detect_images  # noqa: E402
-from src.infer.detector import build_detector  # noqa: E402
+from src.infer.detector import build_detector, build_eval_network  # noqa: E402
 from src.model_utils.config import ConfigError, get_config  # noqa: E402
 from src.model_utils.device_adapter import set_device  # noqa: E402
 
@@ -53,8 +49,13 @@ def export_models(overrides, cfg, settings, work):
                                          "--export_name=%s" % os.path.join(work, "centernet"),
                                          "--export_dynamic_shape=false",
                                          "--export_config.input_res=%s" % list(settings.input_res)])
-    paths = {"fp32": export_script.run_export(export_cfg), "int8": os.path.join(work, "centernet_int8.onnx")}
-    quantize_from_config(export_cfg, paths["fp32"], paths["int8"], calibration_from_config(export_cfg, False))
+    paths = {"fp32": os.path.join(work, "centernet.onnx"), "int8": os.path.join(work, "centernet_int8.onnx")}
+    num_classes = export_cfg.dataset_config.num_classes
+    export_onnx(build_eval_network(export_cfg, num_classes, cfg.load_checkpoint_path), paths["fp32"],
+                export_cfg.export_config.input_res, False,
+                metadata={"num_classes": num_classes, "K": export_cfg.eval_config.K, "flip_test": export_cfg.flip_test})
+    calibration = calibration_from_config(export_cfg, EvalSettings.for_export(export_cfg, False).prepare)
+    quantize_from_config(export_cfg, paths["fp32"], paths["int8"], calibration)
     return paths
 
 
@@ -85,7 +86,9 @@ def run(args, overrides):
     if settings.keep_res or len(settings.scales) != 1:
         raise ConfigError("the export has one input size: set --eval_config.keep_res=false and one scale")
     set_device(cfg)
-    data = eval_script.load_data(cfg, settings.num_classes)
+    data = CocoData(*resolve_data_paths(cfg.data_dir, "val", cfg.eval_ann_file, cfg.eval_image_dir))
+    data = data.select(cfg.eval_max_images)
+    data.check_num_classes(settings.num_classes)
     results = {"images": len(data), "config": " ".join(overrides), "calibration": {
         "images": cfg.quant_calibration_images, "source": cfg.quant_calibration_dir or cfg.mindrecord_dir,
         "method": cfg.quant_calibration, "float_layers": cfg.quant_float_layers}, "rows": {}}

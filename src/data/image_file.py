@@ -30,6 +30,9 @@ DECODE_FLAGS = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
 # own limit (178 megapixels raises) would refuse images that the configuration allows.
 Image.MAX_IMAGE_PIXELS = None
 
+# The files an image folder's listing takes (tools/detect_images.py, int8 calibration from a folder).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
 # The short reasons of ImageFileError (the converter counts skipped images by reason).
 NOT_REGULAR, TOO_MANY_BYTES, TOO_MANY_PIXELS, UNDECODABLE = (
     "not a regular file", "over max_image_mb", "over max_image_pixels", "undecodable")
@@ -180,3 +183,16 @@ def read_image(path, limits):
     """Read an image file as a 3-channel BGR uint8 array in its stored orientation, within ``limits``."""
     data, _ = read_encoded(path, limits)
     return decode_image(data, path)
+
+
+def list_image_files(image_dir):
+    """Sorted names of the image files (``IMAGE_EXTENSIONS``) in ``image_dir``; a one-line error when there are none.
+
+    Non-regular entries named like images are listed: reading them is refused, by name, as for any image.
+    """
+    if not os.path.isdir(image_dir):
+        raise FileNotFoundError("image folder not found: %s" % image_dir)
+    names = sorted(n for n in os.listdir(image_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
+    if not names:
+        raise ValueError("no images (%s) in %s" % ("/".join(e[1:] for e in IMAGE_EXTENSIONS), image_dir))
+    return names

@@ -208,8 +208,8 @@ def mindrecord_calibration(mindrecord_dir, count, prepare, prefix=None):
 
     prepare(BGR uint8 image) -> [(input, meta)] (EvalSettings.prepare); the first input of each is used.
     """
-    import cv2
     import mindspore.dataset as ds
+    from src.data.image_file import decode_image
     from src.data.mindrecord import mindrecord_files
     files = mindrecord_files(mindrecord_dir, prefix)
     data = ds.MindDataset(files, columns_list=["image", "image_id"], shuffle=False)
@@ -219,20 +219,20 @@ def mindrecord_calibration(mindrecord_dir, count, prepare, prefix=None):
     for index, row in enumerate(data.create_dict_iterator(output_numpy=True, num_epochs=1)):
         if index not in wanted:
             continue
-        image = cv2.imdecode(np.frombuffer(row["image"].tobytes(), np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError("MindRecord %s: image %d cannot be decoded" % (mindrecord_dir, int(row["image_id"])))
+        image = decode_image(row["image"].tobytes(), "%d of MindRecord %s" % (int(row["image_id"]), mindrecord_dir))
         inputs.append(prepare(image)[0][0])
     return inputs
 
 
-def folder_calibration(image_dir, count, prepare):
-    """``count`` network inputs from the images of a folder (spread evenly over its sorted names)."""
-    from src.image import read_image
-    from src.infer.folder import list_images
-    names = list_images(image_dir)
+def folder_calibration(image_dir, count, prepare, limits=None):
+    """``count`` network inputs from the images of a folder (spread evenly over its sorted names), read
+    within ``limits`` (src/data/image_file.py's ImageLimits; default: the yaml's)."""
+    from src.data.image_file import image_limits, list_image_files, read_image
+    names = list_image_files(image_dir)
     _check_count(count, len(names), "image folder %s" % image_dir)
-    return [prepare(read_image(os.path.join(image_dir, names[i])))[0][0] for i in _spread(len(names), int(count))]
+    limits = limits or image_limits()
+    return [prepare(read_image(os.path.join(image_dir, names[i]), limits))[0][0]
+            for i in _spread(len(names), int(count))]
 
 
 def calibration_source(cfg):
@@ -247,18 +247,14 @@ def calibration_source(cfg):
                      "--quant_calibration_dir=<a folder of images>")
 
 
-def calibration_from_config(cfg, dynamic_shape):
+def calibration_from_config(cfg, prepare):
     """The calibration inputs export.py quantizes with: quant_calibration_images images of the source
-    (``calibration_source``) pre-processed as eval.py does at scale 1, at export_config.input_res for a
-    fixed-shape model (its input), as the evaluation settings give them for a dynamic one."""
-    from src.infer.detect import EvalSettings
-    settings = EvalSettings(cfg, scales=[1.0], keep_res=None if dynamic_shape else False)
-    if not dynamic_shape:
-        settings.input_res = list(cfg.export_config.input_res)
+    (``calibration_source``), each pre-processed by ``prepare`` (EvalSettings.for_export(...).prepare)."""
     kind, path = calibration_source(cfg)
     if kind == "folder":
-        return folder_calibration(path, cfg.quant_calibration_images, settings.prepare)
-    return mindrecord_calibration(path, cfg.quant_calibration_images, settings.prepare, cfg.mindrecord_prefix)
+        from src.data.image_file import image_limits
+        return folder_calibration(path, cfg.quant_calibration_images, prepare, image_limits(cfg))
+    return mindrecord_calibration(path, cfg.quant_calibration_images, prepare, cfg.mindrecord_prefix)
 
 
 FLOAT_LAYERS = {"offsets": {"float_offsets": True}, "offsets_and_heads": {"float_offsets": True, "float_heads": True},

@@ -46,6 +46,15 @@ class EvalSettings:
         self.max_per_image = int(ev.max_per_image)
         self.limits = image_limits(cfg)
 
+    @classmethod
+    def for_export(cls, cfg, dynamic_shape):
+        """The settings an exported model sees at scale 1: export_config.input_res for a fixed-shape
+        model (its input), the evaluation's own for a dynamic one (int8 calibration)."""
+        settings = cls(cfg, scales=[1.0], keep_res=None if dynamic_shape else False)
+        if not dynamic_shape:
+            settings.input_res = list(cfg.export_config.input_res)
+        return settings
+
     def prepare(self, image):
         """Network inputs of every scale: [(input, meta)]."""
         return [preprocess_test_image(image, s, self.keep_res, self.input_res, self.mean, self.std, self.down_ratio)

@@ -9,7 +9,7 @@ import logging
 import os
 
 from src.data.coco import CocoData, DataError, default_category_ids
-from src.data.image_file import file_header_size
+from src.data.image_file import file_header_size, list_image_files
 from src.infer.detect import EvalSettings, detect_images
 from src.infer.predictor import build_predictor, model_choice
 from src.model_utils.config import ConfigError
@@ -18,18 +18,13 @@ from src.visual import draw_detections, save_image
 
 logger = logging.getLogger("detect_images")
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-
 def list_images(image_dir):
     if not image_dir:
         raise ConfigError("--image_dir is required: the folder of images to detect")
-    if not os.path.isdir(image_dir):
-        raise DataError("image folder not found: %s" % image_dir)
-    names = sorted(n for n in os.listdir(image_dir) if n.lower().endswith(IMAGE_EXTENSIONS))
-    if not names:
-        raise DataError("no images (%s) in %s" % ("/".join(e[1:] for e in IMAGE_EXTENSIONS), image_dir))
-    return names
+    try:
+        return list_image_files(image_dir)
+    except (OSError, ValueError) as err:
+        raise DataError(str(err)) from None
 
 
 def class_info(cfg, num_classes):
