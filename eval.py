@@ -13,21 +13,26 @@ eval_max_images, visual_image (PNGs of ground truth and predictions under
 <save_result_dir>/visual). Images of many sizes (keep_res, multi_scales) run through one graph
 compiled with a free input height/width (docs/EVALUATION.md).
 """
-import logging
-import os
-import sys
-import time
+from src.model_utils import signals
 
-from src.data.coco import CocoData, DataError, resolve_data_paths
-from src.infer.coco_eval import coco_evaluate, metrics_document
-from src.model_utils.file_io import write_json_atomic
-from src.infer.detect import EvalSettings, detect_images
-from src.infer.detector import build_detector
-from src.model_utils.config import ConfigError
-from src.model_utils.device_adapter import set_device
-from src.model_utils.entry import entry_main
-from src.infer.soft_nms import warn_if_not_compiled
-from src.visual import draw_detections, draw_ground_truth, save_image
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from src.data.coco import CocoData, DataError, resolve_data_paths  # noqa: E402
+from src.infer.coco_eval import coco_evaluate, metrics_document  # noqa: E402
+from src.model_utils.file_io import write_json_atomic  # noqa: E402
+from src.infer.detect import EvalSettings, detect_images  # noqa: E402
+from src.infer.detector import build_detector  # noqa: E402
+from src.model_utils.config import ConfigError  # noqa: E402
+from src.model_utils.device_adapter import set_device  # noqa: E402
+from src.model_utils.entry import entry_main  # noqa: E402
+from src.infer.soft_nms import warn_if_not_compiled  # noqa: E402
+from src.visual import draw_detections, draw_ground_truth, save_image  # noqa: E402
 
 logger = logging.getLogger("eval")
 

@@ -15,23 +15,29 @@ the standard DeformConv; written by src/deploy/onnx_export.py, needs the optiona
 MINDIR take any H, W (multiples of 32) with export_dynamic_shape=true (for keep_res inputs; the
 Ascend 310 chain keeps the fixed shape).
 """
-import logging
-import os
-import re
-import shutil
-import sys
-import tempfile
+from src.model_utils import signals
 
-import numpy as np
-import mindspore as ms
-from mindspore import Tensor
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
 
-from src.model_utils.file_io import atomic_path
-from src.infer.detector import build_eval_network, dynamic_input, dynamic_shape_blocker, exportable_with_dynamic_shape
-from src.model_utils.config import ConfigError, check_input_res
-from src.model_utils.device_adapter import set_device
-from src.model_utils.entry import entry_main
-from src.utils import CheckpointError
+import logging  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+
+import numpy as np  # noqa: E402
+import mindspore as ms  # noqa: E402
+from mindspore import Tensor  # noqa: E402
+
+from src.model_utils.file_io import atomic_path  # noqa: E402
+from src.infer.detector import (build_eval_network, dynamic_input, dynamic_shape_blocker,  # noqa: E402
+                                exportable_with_dynamic_shape)
+from src.model_utils.config import ConfigError, check_input_res  # noqa: E402
+from src.model_utils.device_adapter import set_device  # noqa: E402
+from src.model_utils.entry import entry_main  # noqa: E402
+from src.utils import CheckpointError  # noqa: E402
 
 logger = logging.getLogger("export")
 

@@ -12,17 +12,22 @@ results.json (COCO detection results), and for run_mode=val metrics.json and acc
 COCO AP/AR table under a heading line; also printed). Nothing is written when an output is
 missing or malformed.
 """
-import logging
-import os
-import sys
+from src.model_utils import signals
 
-from src.data.coco import DataError
-from src.infer.coco_eval import coco_evaluate, metrics_document
-from src.model_utils.file_io import write_json_atomic, write_text_atomic
-from src.deploy.chain import chain_data, meta_dir, read_detections, read_metas
-from src.model_utils.entry import entry_main
-from src.post_process import coco_records, post_process_image
-from src.infer.soft_nms import SoftNMS, warn_if_not_compiled
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from src.data.coco import DataError  # noqa: E402
+from src.infer.coco_eval import coco_evaluate, metrics_document  # noqa: E402
+from src.model_utils.file_io import write_json_atomic, write_text_atomic  # noqa: E402
+from src.deploy.chain import chain_data, meta_dir, read_detections, read_metas  # noqa: E402
+from src.model_utils.entry import entry_main  # noqa: E402
+from src.post_process import coco_records, post_process_image  # noqa: E402
+from src.infer.soft_nms import SoftNMS, warn_if_not_compiled  # noqa: E402
 
 logger = logging.getLogger("postprocess")
 

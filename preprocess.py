@@ -15,18 +15,23 @@ count) it writes, exactly as eval.py prepares a fixed-resolution input (scale 1)
 Each file is written to a temporary name and renamed; earlier .bin/.json files in images/
 and meta/ are removed first, so the folder holds exactly this run's images.
 """
-import glob
-import logging
-import os
-import sys
-import time
+from src.model_utils import signals
 
-from src.data.coco import DataError
-from src.model_utils.file_io import write_array_atomic, write_json_atomic
-from src.image import preprocess_test_image, read_image
-from src.data.prefetch import Prefetcher
-from src.deploy.chain import IMAGES_DIR, INFO_NAME, META_DIR, chain_data, input_resolution
-from src.model_utils.entry import entry_main
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
+
+import glob  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from src.data.coco import DataError  # noqa: E402
+from src.model_utils.file_io import write_array_atomic, write_json_atomic  # noqa: E402
+from src.image import preprocess_test_image, read_image  # noqa: E402
+from src.data.prefetch import Prefetcher  # noqa: E402
+from src.deploy.chain import IMAGES_DIR, INFO_NAME, META_DIR, chain_data, input_resolution  # noqa: E402
+from src.model_utils.entry import entry_main  # noqa: E402
 
 logger = logging.getLogger("preprocess")
 

@@ -9,25 +9,30 @@ classes (``mindrecord_prefix`` in default_config.yaml). The layout and its reade
 src/data/mindrecord.py; the training pipeline that reads them is src/data/train_data.py
 (``create_train_dataset``, exposed here as the original's dataloader entry).
 """
-import collections
-import json
-import logging
-import multiprocessing
-import os
-import re
-import shutil
-import signal
-import sys
-import time
+from src.model_utils import signals
 
-import cv2
-import numpy as np
+if __name__ == "__main__":
+    signals.install(preload=("mindspore.mindrecord",))  # imported while signals are held
 
-from src.data.coco import DROP_REASONS, TRAIN_LAYOUT, CocoData, DataError
-from src.data.mindrecord import (META_SUFFIX, SCHEMA, configured_prefix, dataset_size,  # noqa: F401  (the data entry)
-                                 meta_path, mindrecord_files, over_max_objs, read_meta)
-from src.data.train_data import create_train_dataset  # noqa: F401  (the data entry, as the original's dataset.py)
-from src.model_utils.file_io import publish_folder, remove_stale_temporaries, temporary_folder
+import collections  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from src.data.coco import DROP_REASONS, TRAIN_LAYOUT, CocoData, DataError  # noqa: E402
+from src.data.mindrecord import (META_SUFFIX, SCHEMA, configured_prefix, dataset_size,  # noqa: E402, F401
+                                 meta_path, mindrecord_files, over_max_objs, read_meta)  # (the data entry)
+from src.data.train_data import create_train_dataset  # noqa: E402, F401  (the data entry, as the original's)
+from src.model_utils.file_io import publish_folder, remove_stale_temporaries, temporary_folder  # noqa: E402
 
 LOGGER = logging.getLogger(__name__)
 

@@ -24,10 +24,15 @@ dataset_config.coco_classes and ids COCO's for the 80 COCO classes (1..N for ano
 and image_id is the file's position in the sorted listing (after the json's largest id when a
 json is given but does not list the file). Unreadable images are skipped with a warning.
 """
-import sys
+from src.model_utils import signals
 
-from src.infer.folder import run_detect
-from src.model_utils.entry import entry_main
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
+
+import sys  # noqa: E402
+
+from src.infer.folder import run_detect  # noqa: E402
+from src.model_utils.entry import entry_main  # noqa: E402
 
 
 def main(argv=None):

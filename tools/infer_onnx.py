@@ -10,17 +10,22 @@ shape) gives <output_path>/<name>_0.bin, the (1, K, 6) float32 detections. A .bi
 wrong size is an error naming it. Needs the optional package onnxruntime. The runtime is
 src/deploy/runtimes.py (OnnxModel); this file is its command line.
 """
-import argparse
-import glob
-import logging
-import os
-import sys
+from src.model_utils import signals
 
-import numpy as np
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
 
-from src.deploy.chain import infer_bin_folder
-from src.deploy.runtimes import OnnxModel
-from src.model_utils.entry import guarded, setup_logging
+import argparse  # noqa: E402
+import glob  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from src.deploy.chain import infer_bin_folder  # noqa: E402
+from src.deploy.runtimes import OnnxModel  # noqa: E402
+from src.model_utils.entry import guarded, setup_logging  # noqa: E402
 
 logger = logging.getLogger("infer_onnx")
 
