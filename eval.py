@@ -20,12 +20,14 @@ if __name__ == "__main__":
 
 import logging  # noqa: E402
 import os  # noqa: E402
+import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 from src.data.coco import CocoData, DataError, resolve_data_paths  # noqa: E402
 from src.infer.coco_eval import coco_evaluate, metrics_document  # noqa: E402
-from src.model_utils.file_io import write_json_atomic  # noqa: E402
+from src.model_utils.file_io import (claim_output_folder, replace_folder, temporary_folder,  # noqa: E402
+                                     write_json_atomic)
 from src.infer.detect import EvalSettings, detect_images  # noqa: E402
 from src.infer.detector import build_detector  # noqa: E402
 from src.model_utils.config import ConfigError  # noqa: E402
@@ -69,10 +71,16 @@ def load_data(cfg, num_classes):
 
 
 class Drawer:
-    """visual_image: PNGs of the ground truth and of the predictions of every image."""
+    """visual_image: PNGs of the ground truth and of the predictions of every image.
+
+    They are drawn into a hidden temporary folder that replaces ``<save_result_dir>/visual`` when
+    the run succeeds (``publish``), so an interrupted or failed run leaves the earlier drawings
+    as they were and no partial set.
+    """
 
     def __init__(self, cfg, data, folder):
-        self.data, self.folder = data, folder
+        self.data, self.target = data, folder
+        self.folder = temporary_folder(folder)
         self.colors = cfg.eval_config.color_list
         self.score_thresh = cfg.eval_config.score_thresh
         self.count = 0
@@ -87,16 +95,33 @@ class Drawer:
         save_image(os.path.join(self.folder, stem + "_pred.png"), pred)
         self.count += 1
 
+    def publish(self):
+        replace_folder(self.folder, self.target)
+        self.folder = self.target
+
+    def discard(self):
+        if self.folder != self.target:
+            shutil.rmtree(self.folder, ignore_errors=True)
+
 
 def run_eval(cfg):
-    """Evaluate; returns a summary dict (paths, metrics or None, timings)."""
+    """Evaluate; returns a summary dict (paths, metrics or None, timings).
+
+    The result folder is checked (created, writable) and owned by this run (FolderLock) before
+    the network is built: a second evaluation into it is refused, naming this one.
+    """
     t_start = time.perf_counter()
     settings = EvalSettings(cfg)
     if not cfg.load_checkpoint_path:
         raise ConfigError("--load_checkpoint_path is required: the checkpoint to evaluate")
     data = load_data(cfg, settings.num_classes)
-    data_s = time.perf_counter() - t_start
     out_dir = output_dir(cfg)
+    with claim_output_folder(out_dir, "save_result_dir", "evaluation"):
+        return _evaluate(cfg, settings, data, out_dir, t_start)
+
+
+def _evaluate(cfg, settings, data, out_dir, t_start):
+    data_s = time.perf_counter() - t_start
     results_path = os.path.join(out_dir, RESULTS_NAME)
     logger.info("%s: %d images from %s (run_mode=%s, %s, scales %s, flip_test=%s, soft-NMS=%s, K=%d)",
                 data.ann_file, len(data), data.image_dir, cfg.run_mode,
@@ -110,18 +135,28 @@ def run_eval(cfg):
     setup_s, setup_cpu_s = time.perf_counter() - t_build, time.process_time() - cpu_build
 
     drawer = Drawer(cfg, data, os.path.join(out_dir, "visual")) if cfg.visual_image else None
-    records, timing = detect_images(data.images, data.image_path, lambda inp, meta: detector(inp), settings,
-                                    data.category_ids, on_image=drawer)
+    try:
+        records, timing = detect_images(data.images, data.image_path, lambda inp, meta: detector(inp), settings,
+                                        data.category_ids, on_image=drawer)
+    except BaseException:
+        if drawer is not None:
+            drawer.discard()
+        raise
     logger.info("detected %d images in %.1f s: %.2f images/s, network %.1f s; %d input shape(s), %d graph(s) "
                 "compiled in %.1f s; %d detections", timing["images"], timing["wall_s"], timing["images_per_s"],
                 detector.forward_s, len(detector.shapes), detector.graphs_compiled, detector.compile_s,
                 timing["detections"])
-    if drawer is not None:
-        logger.info("drawings of %d images in %s", drawer.count, drawer.folder)
     evaluate = cfg.run_mode == "val" and cfg.enable_eval
     if not records and not evaluate:  # (the evaluation says it too)
         logger.warning("no detections at all on %d images: results.json is empty", timing["images"])
-    write_json_atomic(results_path, records)
+    try:
+        write_json_atomic(results_path, records, setting="save_result_dir")
+        if drawer is not None:
+            drawer.publish()
+            logger.info("drawings of %d images in %s", drawer.count, drawer.folder)
+    finally:
+        if drawer is not None:
+            drawer.discard()
     logger.info("results: %s (%d detections)", results_path, len(records))
 
     summary = {"results": results_path, "metrics": None, "stats": None, "timing": timing, "data_s": data_s,
@@ -139,7 +174,7 @@ def run_eval(cfg):
             ann_file=os.path.abspath(data.ann_file), checkpoint=os.path.abspath(cfg.load_checkpoint_path),
             keep_res=settings.keep_res, input_res_test=settings.input_res, multi_scales=settings.scales,
             flip_test=bool(cfg.flip_test), soft_nms=settings.soft_nms, K=cfg.eval_config.K,
-            max_per_image=settings.max_per_image), indent=2)
+            max_per_image=settings.max_per_image), indent=2, setting="save_result_dir")
         summary["coco_eval_s"] = time.perf_counter() - t_eval
         logger.info("COCO evaluation in %.1f s; metrics: %s", summary["coco_eval_s"], metrics_path)
         summary.update(metrics=metrics_path, stats=stats)

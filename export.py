@@ -31,7 +31,7 @@ import numpy as np  # noqa: E402
 import mindspore as ms  # noqa: E402
 from mindspore import Tensor  # noqa: E402
 
-from src.model_utils.file_io import atomic_path  # noqa: E402
+from src.model_utils.file_io import atomic_path, prepare_output_folder  # noqa: E402
 from src.infer.detector import (build_eval_network, dynamic_input, dynamic_shape_blocker,  # noqa: E402
                                 exportable_with_dynamic_shape)
 from src.model_utils.config import ConfigError, check_input_res  # noqa: E402
@@ -81,11 +81,17 @@ def export_path(cfg):
     return name + ext
 
 
+def parameter_nbytes(net):
+    """Bytes of the parameters of ``net``: about the size of its exported model."""
+    return sum(int(p.data.nbytes) for p in net.get_parameters())
+
+
 def export_network(net, path, example, file_format):
     """ms.export ``net`` for the input Tensor ``example`` (a value, or ``dynamic_input()`` for a free
     height/width) onto ``path`` through a hidden temporary beside it (src.model_utils.file_io.atomic_path)."""
     ext = EXTENSIONS[file_format]
-    with atomic_path(path, suffix=ext) as tmp:  # ms.export keeps a name that already ends in ext
+    with atomic_path(path, suffix=ext, nbytes=parameter_nbytes(net), what="model",
+                     setting="export_name") as tmp:  # ms.export keeps a name that already ends in ext
         staging = None
         target = tmp
         if not MS_SAFE_FILE_NAME.match(tmp):
@@ -106,12 +112,16 @@ def export_network(net, path, example, file_format):
 
 
 def run_export(cfg):
+    """Export; the target folder is checked (writable, room for the parameters) before the export runs."""
     check_export_config(cfg)
+    path = export_path(cfg)
+    folder = os.path.dirname(os.path.abspath(path))
+    prepare_output_folder(folder, "export_name")
     set_device(cfg)
     num_classes = cfg.dataset_config.num_classes
     net = build_eval_network(cfg, num_classes, cfg.export_load_ckpt)
+    prepare_output_folder(folder, "export_name", need=parameter_nbytes(net))
     shape = (1, 3) + tuple(cfg.export_config.input_res)
-    path = export_path(cfg)
     if cfg.export_format == "ONNX":
         from src.deploy.onnx_export import export_onnx
         export_onnx(net, path, cfg.export_config.input_res, cfg.export_dynamic_shape,
