@@ -116,7 +116,7 @@ def run_eval(cfg):
         raise ConfigError("--load_checkpoint_path is required: the checkpoint to evaluate")
     data = load_data(cfg, settings.num_classes)
     out_dir = output_dir(cfg)
-    with claim_output_folder(out_dir, "save_result_dir", "evaluation"):
+    with claim_output_folder(out_dir, "--save_result_dir", "evaluation"):
         return _evaluate(cfg, settings, data, out_dir, t_start)
 
 
@@ -150,7 +150,7 @@ def _evaluate(cfg, settings, data, out_dir, t_start):
     if not records and not evaluate:  # (the evaluation says it too)
         logger.warning("no detections at all on %d images: results.json is empty", timing["images"])
     try:
-        write_json_atomic(results_path, records, setting="save_result_dir")
+        write_json_atomic(results_path, records, setting="--save_result_dir")
         if drawer is not None:
             drawer.publish()
             logger.info("drawings of %d images in %s", drawer.count, drawer.folder)
@@ -174,7 +174,7 @@ def _evaluate(cfg, settings, data, out_dir, t_start):
             ann_file=os.path.abspath(data.ann_file), checkpoint=os.path.abspath(cfg.load_checkpoint_path),
             keep_res=settings.keep_res, input_res_test=settings.input_res, multi_scales=settings.scales,
             flip_test=bool(cfg.flip_test), soft_nms=settings.soft_nms, K=cfg.eval_config.K,
-            max_per_image=settings.max_per_image), indent=2, setting="save_result_dir")
+            max_per_image=settings.max_per_image), indent=2, setting="--save_result_dir")
         summary["coco_eval_s"] = time.perf_counter() - t_eval
         logger.info("COCO evaluation in %.1f s; metrics: %s", summary["coco_eval_s"], metrics_path)
         summary.update(metrics=metrics_path, stats=stats)

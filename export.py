@@ -91,7 +91,7 @@ def export_network(net, path, example, file_format):
     height/width) onto ``path`` through a hidden temporary beside it (src.model_utils.file_io.atomic_path)."""
     ext = EXTENSIONS[file_format]
     with atomic_path(path, suffix=ext, nbytes=parameter_nbytes(net), what="model",
-                     setting="export_name") as tmp:  # ms.export keeps a name that already ends in ext
+                     setting="--export_name") as tmp:  # ms.export keeps a name that already ends in ext
         staging = None
         target = tmp
         if not MS_SAFE_FILE_NAME.match(tmp):
@@ -116,11 +116,11 @@ def run_export(cfg):
     check_export_config(cfg)
     path = export_path(cfg)
     folder = os.path.dirname(os.path.abspath(path))
-    prepare_output_folder(folder, "export_name")
+    prepare_output_folder(folder, "--export_name")
     set_device(cfg)
     num_classes = cfg.dataset_config.num_classes
     net = build_eval_network(cfg, num_classes, cfg.export_load_ckpt)
-    prepare_output_folder(folder, "export_name", need=parameter_nbytes(net))
+    prepare_output_folder(folder, "--export_name", need=parameter_nbytes(net))
     shape = (1, 3) + tuple(cfg.export_config.input_res)
     if cfg.export_format == "ONNX":
         from src.deploy.onnx_export import export_onnx

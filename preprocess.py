@@ -27,7 +27,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 
 from src.data.coco import DataError  # noqa: E402
-from src.model_utils.file_io import write_array_atomic, write_json_atomic  # noqa: E402
+from src.model_utils.file_io import claim_output_folder, write_array_atomic, write_json_atomic  # noqa: E402
 from src.image import preprocess_test_image, read_image  # noqa: E402
 from src.data.prefetch import Prefetcher  # noqa: E402
 from src.deploy.chain import IMAGES_DIR, INFO_NAME, META_DIR, chain_data, input_resolution  # noqa: E402
@@ -37,11 +37,17 @@ logger = logging.getLogger("preprocess")
 
 
 def run_preprocess(cfg):
+    """Write the inputs; pre_result_path is checked and owned by this run (FolderLock) before any image is read."""
     res = input_resolution(cfg)  # a bad size fails before the images are checked
     data = chain_data(cfg)
     if not data.images:
         raise DataError("%s lists no images" % data.ann_file)
     data.check_images()
+    with claim_output_folder(cfg.pre_result_path, "--pre_result_path", "preprocessing"):
+        return _preprocess(cfg, data, res)
+
+
+def _preprocess(cfg, data, res):
     ds = cfg.dataset_config
     out = cfg.pre_result_path
     image_out, meta_out = os.path.join(out, IMAGES_DIR), os.path.join(out, META_DIR)
@@ -54,8 +60,8 @@ def run_preprocess(cfg):
         image = read_image(data.image_path(entry))
         inp, meta = preprocess_test_image(image, 1.0, False, res, ds.mean, ds.std, cfg.net_config.down_ratio)
         meta.update(image_id=entry["id"], file_name=entry["file_name"])
-        write_array_atomic(os.path.join(image_out, "%d.bin" % entry["id"]), inp)
-        write_json_atomic(os.path.join(meta_out, "%d.json" % entry["id"]), meta)
+        write_array_atomic(os.path.join(image_out, "%d.bin" % entry["id"]), inp, setting="--pre_result_path")
+        write_json_atomic(os.path.join(meta_out, "%d.json" % entry["id"]), meta, setting="--pre_result_path")
         return inp.shape
 
     start = time.perf_counter()
@@ -64,7 +70,7 @@ def run_preprocess(cfg):
     info = {"input_shape": [1, 3] + res, "dtype": "float32", "num_images": count,
             "ann_file": os.path.abspath(data.ann_file), "image_dir": os.path.abspath(data.image_dir),
             "run_mode": cfg.run_mode, "images_dir": IMAGES_DIR, "meta_dir": META_DIR}
-    write_json_atomic(os.path.join(out, INFO_NAME), info, indent=2)
+    write_json_atomic(os.path.join(out, INFO_NAME), info, indent=2, setting="--pre_result_path")
     logger.info("preprocessed %d images in %.1f s -> %s (inputs %s float32) and %s", count,
                 time.perf_counter() - start, image_out, info["input_shape"], meta_out)
     return info

@@ -32,7 +32,8 @@ from src.data.coco import DROP_REASONS, TRAIN_LAYOUT, CocoData, DataError  # noq
 from src.data.mindrecord import (META_SUFFIX, SCHEMA, configured_prefix, dataset_size,  # noqa: E402, F401
                                  meta_path, mindrecord_files, over_max_objs, read_meta)  # (the data entry)
 from src.data.train_data import create_train_dataset  # noqa: E402, F401  (the data entry, as the original's)
-from src.model_utils.file_io import publish_folder, remove_stale_temporaries, temporary_folder  # noqa: E402
+from src.model_utils.file_io import (disk_full_error, prepare_output_folder, publish_folder,  # noqa: E402
+                                     remove_stale_temporaries, temporary_folder)
 
 LOGGER = logging.getLogger(__name__)
 
@@ -92,6 +93,17 @@ def _chunked_results(paths, pool, workers):
             yield from pending.popleft().get()
     while pending:
         yield from pending.popleft().get()
+
+
+def estimated_nbytes(images, image_dir):
+    """About the bytes the shards of ``images`` take: their files' sizes, plus the index of each row."""
+    total = 0
+    for image in images:
+        try:
+            total += os.stat(os.path.join(image_dir, image["file_name"])).st_size
+        except OSError:
+            continue  # skipped when read, with its reason
+    return total + 1024 * len(images)
 
 
 def _make_row(image, data, objects, cat_index):
@@ -188,6 +200,7 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=
                        max_objs=None):
     """Convert a COCO-format detection set to MindRecord shards; returns a summary dict.
 
+    The output folder is checked first (writable, room for about the images' bytes).
     Unreadable/missing/undecodable images are skipped and counted (``skipped``); non-finite,
     zero-size and out-of-image boxes dropped and counted by reason; images with more than
     ``max_objs`` objects (default: the yaml's dataset_config.max_objs) counted. Output appears
@@ -208,12 +221,25 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=
     workers = int(workers) or os.cpu_count() or 1
     cat_index = {c["id"]: k for k, c in enumerate(categories)}
     created = not os.path.isdir(mindrecord_dir)
-    os.makedirs(mindrecord_dir, exist_ok=True)
+    need = estimated_nbytes(images, image_dir)
+    try:
+        prepare_output_folder(mindrecord_dir, "--mindrecord_dir", need=need)
+    except OSError:
+        if created and os.path.isdir(mindrecord_dir) and not os.listdir(mindrecord_dir):
+            os.rmdir(mindrecord_dir)
+        raise
     stale = remove_stale_temporaries(mindrecord_dir, prefix)
     tmp_dir = temporary_folder(os.path.join(mindrecord_dir, prefix))
     try:
-        written, skipped, objects = _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index,
-                                                  image_dir, workers)
+        try:
+            written, skipped, objects = _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index,
+                                                      image_dir, workers)
+        except RuntimeError as err:  # MindSpore's FileWriter reports a full disk so
+            if "No free disk" not in str(err):
+                raise
+            shutil.rmtree(tmp_dir, ignore_errors=True)  # before measuring the space free
+            raise disk_full_error(os.path.join(mindrecord_dir, prefix + "*"), need, what="MindRecord shards",
+                                  setting="--mindrecord_dir") from err
         summary = _summary(prefix, shards, categories, written, objects, skipped, stats, ann_file, image_dir,
                            max_objs)
         with open(meta_path(tmp_dir, prefix), "w", encoding="utf-8") as f:

@@ -128,7 +128,7 @@ def save_checkpoint_atomic(cell, path, append_dict=None):
     disk raises OSError naming the file, the space it needs and the space free.
     """
     with atomic_path(path, suffix=".ckpt", durable=True, nbytes=_checkpoint_nbytes(cell, append_dict),
-                     what="checkpoint", setting="save_checkpoint_path") as tmp:
+                     what="checkpoint", setting="--save_checkpoint_path") as tmp:
         try:
             ms.save_checkpoint(cell, tmp, append_dict=append_dict)
         finally:

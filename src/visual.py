@@ -67,7 +67,7 @@ def draw_detections(image, per_class, class_names, color_list, score_thresh):
     return out
 
 
-def save_image(path, image, setting="save_result_dir"):
+def save_image(path, image, setting="--save_result_dir"):
     """Write ``image`` (format by extension) atomically; raise OSError when cv2 cannot encode it.
 
     A full disk raises src.model_utils.file_io.DiskFullError naming the file and the space free.

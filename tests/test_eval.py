@@ -121,7 +121,7 @@ def test_eval_writes_results_and_metrics(synthetic_coco, ckpt, tmp_path, capsys)
     assert {r["category_id"] for r in results} <= {3, 7, 12, 20, 41}
     assert set(results[0]) == {"image_id", "category_id", "bbox", "score"}
     assert max(sum(r["image_id"] == i for r in results) for i in {r["image_id"] for r in results}) <= 100
-    assert sorted(os.listdir(out)) == ["metrics.json", "results.json"]
+    assert sorted(os.listdir(out)) == [".lock", "metrics.json", "results.json"]  # .lock: FolderLock of the run
 
     # Against ground truth made of its own (altered) detections the network scores between 0 and 1,
     # and metrics.json holds exactly what COCOeval computes from results.json.
@@ -159,7 +159,7 @@ def test_eval_keep_res_test_mode_and_drawings(synthetic_coco, ckpt, tmp_path):
     shapes = {((i["height"] | 31) + 1, (i["width"] | 31) + 1) for i in doc["images"]}
     assert summary["input_shapes"] == len(shapes) and summary["graphs_compiled"] == 1
     assert summary["dynamic_shape"] == (len(shapes) > 1) and summary["metrics"] is None
-    assert file_names(out) == ["results.json", "visual"]
+    assert file_names(out) == [".lock", "results.json", "visual"]
     results = json.loads((out / "results.json").read_text())
     assert {r["image_id"] for r in results} == {doc["images"][0]["id"], doc["images"][1]["id"]}
     stems = [os.path.splitext(i["file_name"])[0] for i in doc["images"]]

@@ -28,6 +28,7 @@ from src.deploy.chain import META_DIR, infer_bin_folder, input_shape_from_meta  
 from src.deploy.runtimes import MindirModel, is_dynamic, model_inputs  # noqa: E402, F401  (model_inputs: tests)
 from src.model_utils.device_adapter import set_device  # noqa: E402
 from src.model_utils.entry import guarded, setup_logging  # noqa: E402
+from src.model_utils.file_io import prepare_output_folder  # noqa: E402
 
 logger = logging.getLogger("infer_mindir")
 
@@ -53,6 +54,7 @@ def run(args):
     files = sorted(glob.glob(os.path.join(args.input_path, "*.bin")))
     if not files:
         raise FileNotFoundError("no .bin input files in %s" % args.input_path)
+    prepare_output_folder(args.output_path, "--output_path")
     set_device(args, args.device_target, args.device_id)
     model = MindirModel(args.mindir_path)
     if is_dynamic(model.shape):

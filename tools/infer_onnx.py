@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from src.deploy.chain import infer_bin_folder  # noqa: E402
 from src.deploy.runtimes import OnnxModel  # noqa: E402
 from src.model_utils.entry import guarded, setup_logging  # noqa: E402
+from src.model_utils.file_io import prepare_output_folder  # noqa: E402
 
 logger = logging.getLogger("infer_onnx")
 
@@ -49,6 +50,7 @@ def run(args):
     files = sorted(glob.glob(os.path.join(args.input_path, "*.bin")))
     if not files:
         raise FileNotFoundError("no .bin input files in %s" % args.input_path)
+    prepare_output_folder(args.output_path, "--output_path")
     runner = OnnxModel(args.onnx_path, args.threads)
     if None in runner.shape:
         raise ValueError("%s has a dynamic input shape %s; .bin inputs carry no shape: export with a fixed "
