@@ -193,8 +193,16 @@ def write_json_atomic(path, obj, indent=None, setting=None):
 def write_array_atomic(path, array, setting=None):
     """Write the raw bytes of a numpy array (``ndarray.tofile``) to ``path`` atomically."""
     with atomic_path(path, nbytes=array.nbytes, setting=setting) as tmp:
-        array.tofile(tmp)
+        with open(tmp, "wb") as f:  # (ndarray.tofile reports a full disk without an errno)
+            f.write(array.tobytes())
     return path
+
+
+class UnwritableFolderError(OSError):
+    """An output folder that cannot be created or written: the message says why and which option to change."""
+
+    def __str__(self):
+        return self.strerror
 
 
 def _unwritable_reason(folder, err):
@@ -224,7 +232,7 @@ def prepare_output_folder(folder, setting, need=0):
             os.close(fd)
             os.remove(probe)
     except OSError as err:
-        raise OSError(err.errno, "cannot write to %s (%s): %s; choose another %s"
+        raise UnwritableFolderError(err.errno, "cannot write to %s (%s): %s; choose another %s"
                       % (folder, setting, _unwritable_reason(folder, err), setting)) from err
     free = shutil.disk_usage(folder).free
     if need and free < need:
