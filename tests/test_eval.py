@@ -3,6 +3,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -252,3 +253,31 @@ def test_an_undecodable_image_leaves_no_results(synthetic_coco, ckpt, tmp_path, 
     code, out = _run_eval(tmp_path, synthetic_coco, ckpt, {"eval_ann_file": synthetic_coco.val_ann,
                                                            "eval_image_dir": str(images)})
     _assert_failed_cleanly(code, out, capsys, "cannot decode", victim)
+
+
+def test_an_impossible_result_folder_is_refused_before_the_network_is_built(synthetic_coco, ckpt, tmp_path, capsys):
+    """Bad input: --save_result_dir is a file, or lies under a file | 'cannot write to <folder> (--save_result_dir): <file> is a file, not a folder; choose another --save_result_dir', exit 2, before the network is built or any image read."""
+    blocker = tmp_path / "out"
+    blocker.write_text("a file")
+    for folder in (blocker, blocker / "sub"):
+        code = eval_script.main(argv(dict(FIXED, device_target="CPU", data_dir=synthetic_coco.root,
+                                          load_checkpoint_path=ckpt, save_result_dir=str(folder))))
+        err = capsys.readouterr().err
+        assert code == 2 and "loaded" not in err
+        assert err.strip().endswith("ERROR centernet: cannot write to %s (--save_result_dir): %s is a file, not a "
+                                    "folder; choose another --save_result_dir" % (folder, blocker))
+    assert blocker.read_text() == "a file"
+
+
+def test_a_result_folder_in_use_by_another_evaluation_is_refused(synthetic_coco, ckpt, tmp_path, capsys):
+    """Bad input: --save_result_dir of an evaluation still running | '<folder> is in use by another evaluation (pid N on host H): wait for it to finish, or choose another --save_result_dir', exit 2, its files untouched."""
+    from src.model_utils.file_io import FolderLock
+    out = tmp_path / "out"
+    with FolderLock(str(out)).acquire("evaluation"):
+        (out / "results.json").write_text("[]")
+        code, _ = _run_eval(tmp_path, synthetic_coco, ckpt)
+        err = capsys.readouterr().err
+    assert code == 2 and "loaded" not in err
+    assert re.search(r"ERROR centernet: %s is in use by another evaluation \(pid %d on host .+\): wait for it to "
+                     r"finish, or choose another --save_result_dir$" % (re.escape(str(out)), os.getpid()), err.strip())
+    assert (out / "results.json").read_text() == "[]" and file_names(out) == [".lock", "results.json"]
