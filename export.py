@@ -116,11 +116,11 @@ def run_export(cfg):
     check_export_config(cfg)
     path = export_path(cfg)
     folder = os.path.dirname(os.path.abspath(path))
-    prepare_output_folder(folder, "--export_name")
+    prepare_output_folder(folder, "--export_name", create=False)
     set_device(cfg)
     num_classes = cfg.dataset_config.num_classes
     net = build_eval_network(cfg, num_classes, cfg.export_load_ckpt)
-    prepare_output_folder(folder, "--export_name", need=parameter_nbytes(net))
+    prepare_output_folder(folder, "--export_name", need=parameter_nbytes(net), create=False)
     shape = (1, 3) + tuple(cfg.export_config.input_res)
     if cfg.export_format == "ONNX":
         from src.deploy.onnx_export import export_onnx

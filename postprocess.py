@@ -45,7 +45,7 @@ def run_postprocess(cfg):
         raise DataError("%d preprocessed image(s) are not in %s (ids %s): preprocess and postprocess must use "
                         "the same data" % (len(unknown), data.ann_file, unknown[:5]))
     out_dir = cfg.save_result_dir or "."
-    prepare_output_folder(out_dir, "--save_result_dir")
+    prepare_output_folder(out_dir, "--save_result_dir", create=False)
     ev = cfg.eval_config
     nms = SoftNMS.from_config(ev)
     warn_if_not_compiled()

@@ -120,7 +120,7 @@ def _checkpoint_nbytes(cell, append_dict=None):
     return sum(int(v.nbytes) for v in values) + 64 * len(values) + 64 * len(append_dict or {})
 
 
-def save_checkpoint_atomic(cell, path, append_dict=None):
+def save_checkpoint_atomic(cell, path, append_dict=None, setting="--save_checkpoint_path"):
     """ms.save_checkpoint through src.model_utils.file_io.atomic_path (flushed and renamed when complete).
 
     Neither a killed process nor a crashed machine leaves a truncated file under a checkpoint
@@ -128,7 +128,7 @@ def save_checkpoint_atomic(cell, path, append_dict=None):
     disk raises OSError naming the file, the space it needs and the space free.
     """
     with atomic_path(path, suffix=".ckpt", durable=True, nbytes=_checkpoint_nbytes(cell, append_dict),
-                     what="checkpoint", setting="--save_checkpoint_path") as tmp:
+                     what="checkpoint", setting=setting) as tmp:
         try:
             ms.save_checkpoint(cell, tmp, append_dict=append_dict)
         finally:

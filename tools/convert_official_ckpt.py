@@ -501,7 +501,8 @@ def write_checkpoint(params, path, overwrite=False):
 
     if os.path.exists(path) and not overwrite:
         raise CheckpointError("output %s exists; pass --overwrite to replace it" % path)
-    save_checkpoint_atomic([{"name": name, "data": Tensor(value)} for name, value in params.items()], path)
+    save_checkpoint_atomic([{"name": name, "data": Tensor(value)} for name, value in params.items()], path,
+                           setting="--output")
     return path
 
 

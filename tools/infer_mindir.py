@@ -54,7 +54,7 @@ def run(args):
     files = sorted(glob.glob(os.path.join(args.input_path, "*.bin")))
     if not files:
         raise FileNotFoundError("no .bin input files in %s" % args.input_path)
-    prepare_output_folder(args.output_path, "--output_path")
+    prepare_output_folder(args.output_path, "--output_path", create=False)
     set_device(args, args.device_target, args.device_id)
     model = MindirModel(args.mindir_path)
     if is_dynamic(model.shape):

@@ -50,7 +50,7 @@ def run(args):
     files = sorted(glob.glob(os.path.join(args.input_path, "*.bin")))
     if not files:
         raise FileNotFoundError("no .bin input files in %s" % args.input_path)
-    prepare_output_folder(args.output_path, "--output_path")
+    prepare_output_folder(args.output_path, "--output_path", create=False)
     runner = OnnxModel(args.onnx_path, args.threads)
     if None in runner.shape:
         raise ValueError("%s has a dynamic input shape %s; .bin inputs carry no shape: export with a fixed "

@@ -59,9 +59,12 @@ class DiskFullError(OSError):
 
 
 def _existing_ancestor(path):
+    """The nearest existing folder at or above ``path``; raises NotADirectoryError when a file is in the way."""
     folder = os.path.abspath(path)
-    while not os.path.isdir(folder):
+    while not os.path.lexists(folder):
         folder = os.path.dirname(folder)
+    if not os.path.isdir(folder):
+        raise NotADirectoryError(errno.ENOTDIR, "not a directory", folder)
     return folder
 
 
@@ -216,16 +219,21 @@ def _unwritable_reason(folder, err):
     return (err.strerror or str(err)).lower()
 
 
-def prepare_output_folder(folder, setting, need=0):
+def prepare_output_folder(folder, setting, need=0, create=True):
     """Create ``folder`` and prove it writable (a hidden probe file) before the work; returns its free bytes.
 
-    Raises OSError 'cannot write to <folder> (<setting>): <reason>; choose another <setting>'
-    for a file in the way, a path under a file, a missing permission or a read-only file system,
-    and DiskFullError when fewer than ``need`` bytes are free.
+    Raises UnwritableFolderError 'cannot write to <folder> (<setting>): <reason>; choose another
+    <setting>' for a file in the way, a path under a file, a missing permission or a read-only file
+    system, and DiskFullError when fewer than ``need`` bytes are free. Without ``create`` a missing
+    folder is not made: its nearest existing parent is checked instead (the writer creates it).
     """
     try:
-        os.makedirs(folder, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".tmp-%d-probe-" % os.getpid(), dir=folder)
+        if create:
+            os.makedirs(folder, exist_ok=True)
+        probe_dir = folder if create else _existing_ancestor(folder)
+        if not create and os.path.lexists(folder) and not os.path.isdir(folder):
+            raise FileExistsError(errno.EEXIST, "file exists", folder)
+        fd, probe = tempfile.mkstemp(prefix=".tmp-%d-probe-" % os.getpid(), dir=probe_dir)
         try:
             os.write(fd, b"\0")
         finally:
@@ -234,7 +242,7 @@ def prepare_output_folder(folder, setting, need=0):
     except OSError as err:
         raise UnwritableFolderError(err.errno, "cannot write to %s (%s): %s; choose another %s"
                       % (folder, setting, _unwritable_reason(folder, err), setting)) from err
-    free = shutil.disk_usage(folder).free
+    free = shutil.disk_usage(_existing_ancestor(folder)).free
     if need and free < need:
         raise DiskFullError("not enough space in %s (%s) to start: it needs about %s, %s are free; free some "
                             "space or choose another %s" % (folder, setting, size_text(need), size_text(free),

@@ -27,7 +27,7 @@ def test_folder_detection_with_names_from_an_annotation_file(synthetic_coco, tmp
     options["eval_config.score_thresh"] = 0.05
     assert detect_images.main(argv(options)) == 0
     assert "skipped: cannot decode image" in capsys.readouterr().err
-    assert file_names(out) == ["images", "results.json"]
+    assert file_names(out) == [".lock", "images", "results.json"]  # .lock: the FolderLock of the run
     assert file_names(out / "images") == sorted(os.path.splitext(n)[0] + ".png" for n in picked)
     results = json.loads((out / "results.json").read_text())
     assert {r["file_name"] for r in results} == set(picked)
