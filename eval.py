@@ -26,8 +26,8 @@ import time  # noqa: E402
 
 from src.data.coco import CocoData, DataError, resolve_data_paths  # noqa: E402
 from src.infer.coco_eval import coco_evaluate, metrics_document  # noqa: E402
-from src.model_utils.file_io import (claim_output_folder, replace_folder, temporary_folder,  # noqa: E402
-                                     write_json_atomic)
+from src.model_utils.file_io import (claim_output_folder, remove_stale_temporaries, replace_folder,  # noqa: E402
+                                     temporary_folder, write_json_atomic)
 from src.infer.detect import EvalSettings, detect_images  # noqa: E402
 from src.infer.detector import build_detector  # noqa: E402
 from src.model_utils.config import ConfigError  # noqa: E402
@@ -117,6 +117,7 @@ def run_eval(cfg):
     data = load_data(cfg, settings.num_classes)
     out_dir = output_dir(cfg)
     with claim_output_folder(out_dir, "--save_result_dir", "evaluation"):
+        remove_stale_temporaries(out_dir, "visual")  # drawings of a killed evaluation
         return _evaluate(cfg, settings, data, out_dir, t_start)
 
 
@@ -134,22 +135,19 @@ def _evaluate(cfg, settings, data, out_dir, t_start):
     detector = build_detector(cfg, settings, data.images, cfg.load_checkpoint_path)
     setup_s, setup_cpu_s = time.perf_counter() - t_build, time.process_time() - cpu_build
 
-    drawer = Drawer(cfg, data, os.path.join(out_dir, "visual")) if cfg.visual_image else None
+    evaluate = cfg.run_mode == "val" and cfg.enable_eval
+    drawer = None
     try:
+        if cfg.visual_image:
+            drawer = Drawer(cfg, data, os.path.join(out_dir, "visual"))
         records, timing = detect_images(data.images, data.image_path, lambda inp, meta: detector(inp), settings,
                                         data.category_ids, on_image=drawer)
-    except BaseException:
-        if drawer is not None:
-            drawer.discard()
-        raise
-    logger.info("detected %d images in %.1f s: %.2f images/s, network %.1f s; %d input shape(s), %d graph(s) "
-                "compiled in %.1f s; %d detections", timing["images"], timing["wall_s"], timing["images_per_s"],
-                detector.forward_s, len(detector.shapes), detector.graphs_compiled, detector.compile_s,
-                timing["detections"])
-    evaluate = cfg.run_mode == "val" and cfg.enable_eval
-    if not records and not evaluate:  # (the evaluation says it too)
-        logger.warning("no detections at all on %d images: results.json is empty", timing["images"])
-    try:
+        logger.info("detected %d images in %.1f s: %.2f images/s, network %.1f s; %d input shape(s), %d graph(s) "
+                    "compiled in %.1f s; %d detections", timing["images"], timing["wall_s"], timing["images_per_s"],
+                    detector.forward_s, len(detector.shapes), detector.graphs_compiled, detector.compile_s,
+                    timing["detections"])
+        if not records and not evaluate:  # (the evaluation says it too)
+            logger.warning("no detections at all on %d images: results.json is empty", timing["images"])
         write_json_atomic(results_path, records, setting="--save_result_dir")
         if drawer is not None:
             drawer.publish()

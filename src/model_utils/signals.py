@@ -18,6 +18,9 @@ end the process at once from the watcher ("interrupted" 130, "terminated" 143): 
 written then. An entry that would import MindSpore only inside its work (the converter) imports
 it before ``ready`` (``preload``).
 
+An interrupt raised where Python swallows exceptions (an at-fork hook while a pool starts, a
+``__del__``) is handed back to the watcher (``sys.unraisablehook``), which raises it again.
+
 SIGTERM raises ``Terminated`` (a BaseException, so no ``except Exception`` swallows it) in the
 main thread; training replaces that handler with its own (finish the step, checkpoint, exit 0:
 src.train.distributed.StopRequest).
@@ -37,7 +40,7 @@ class Terminated(BaseException):
 
 
 _lock = _thread.allocate_lock()
-_state = {"watcher": None, "main": None, "working": False}  # watcher: its thread id
+_state = {"watcher": None, "main": None, "working": False, "unraisable": None}  # watcher: its thread id
 _NAMES = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 _WAKE = signal.SIGURG  # ignored by default and used by nothing here: it only interrupts a blocking call
 
@@ -71,6 +74,16 @@ def _say(message):
         os.write(2, (message + "\n").encode())
 
 
+def _unraisable(info):
+    """sys.unraisablehook: an interrupt raised where Python swallows exceptions (an at-fork hook, a
+    ``__del__``) is raised again in the main thread instead of being printed and lost."""
+    if info.exc_type is KeyboardInterrupt or info.exc_type is Terminated:  # the watcher raises it anew
+        signum = signal.SIGINT if info.exc_type is KeyboardInterrupt else signal.SIGTERM
+        signal.pthread_kill(_state["watcher"], signum)
+        return
+    _state["unraisable"](info)
+
+
 def install(preload=()):
     """Take Ctrl-C and SIGTERM away from C handlers; until ``ready``, either ends the process at once.
 
@@ -87,6 +100,7 @@ def install(preload=()):
     signal.signal(signal.SIGTERM, _raise_terminated)
     signal.signal(_WAKE, _wake_main)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    _state["unraisable"], sys.unraisablehook = sys.unraisablehook, _unraisable
     _state["main"] = _thread.get_ident()  # signal.signal above succeeded: this is the main thread
     _state["watcher"] = _thread.start_new_thread(_watch, ())
     for name in preload:

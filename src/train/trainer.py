@@ -151,10 +151,11 @@ class Trainer:
     def _claim_output(self):
         """Make the checkpoint folder this run's, before anything in it is written or deleted.
 
-        The folder (and the result folder) must be writable; it is locked for the run's life (FolderLock: a second run into it is refused with
-        the owner's pid and host). A fresh run (resume false) into a folder that already holds
-        checkpoints is refused: its pruning would delete them, or its own saves. In distributed
-        runs every rank stops when any rank refuses. Both refusals exit 2 (before training).
+        The folder (and the result folder) must be writable; it is locked for the run's life
+        (FolderLock: a second run into it is refused with the owner's pid and host). A fresh run
+        (resume false) into a folder that already holds checkpoints is refused: its pruning would
+        delete them, or its own saves. In distributed runs every rank stops when any rank refuses.
+        Both refusals exit 2 (before training).
         """
         problem = None
         try:
