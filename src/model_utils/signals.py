@@ -45,8 +45,18 @@ _NAMES = {signal.SIGINT: "interrupted", signal.SIGTERM: "terminated"}
 _WAKE = signal.SIGURG  # ignored by default and used by nothing here: it only interrupts a blocking call
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
+def _raise(signum, frame):
+    """Python's handler of both signals in the main thread: raise while the entry works, else end at once."""
+    with _lock:
+        working = _state["working"]
+    if not working:
+        _end(signum)
+    raise KeyboardInterrupt if signum == signal.SIGINT else Terminated()
+
+
+def _end(signum):
+    _say(_NAMES[signum])
+    os._exit(EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED)
 
 
 def _wake_main(signum, frame):
@@ -59,8 +69,7 @@ def _watch():
         with _lock:
             working = _state["working"]
         if not working:  # imports or interpreter exit: nothing is being written, nothing to unwind
-            _say(_NAMES[signum])
-            os._exit(EXIT_INTERRUPTED if signum == signal.SIGINT else EXIT_TERMINATED)
+            _end(signum)
         _thread.interrupt_main(signum)  # runs the main thread's Python handler for signum
         signal.pthread_kill(_state["main"], _WAKE)
 
@@ -95,9 +104,9 @@ def install(preload=()):
     """
     if _state["watcher"] is not None or not hasattr(signal, "pthread_sigmask"):
         return
-    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started in the background with Ctrl-C ignored
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _raise_terminated)
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # a background job started with Ctrl-C ignored
+        signal.signal(signal.SIGINT, _raise)                    # keeps ignoring it
+    signal.signal(signal.SIGTERM, _raise)
     signal.signal(_WAKE, _wake_main)
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     _state["unraisable"], sys.unraisablehook = sys.unraisablehook, _unraisable
@@ -128,11 +137,6 @@ def hold():
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     with _lock:
         _state["working"] = False
-
-
-def installed():
-    """Whether ``install`` took effect in this process."""
-    return _state["watcher"] is not None
 
 
 def exit_code(err):
