@@ -20,14 +20,13 @@ if __name__ == "__main__":
 
 import logging  # noqa: E402
 import os  # noqa: E402
-import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 
 from src.data.coco import CocoData, DataError, resolve_data_paths  # noqa: E402
 from src.infer.coco_eval import coco_evaluate, metrics_document  # noqa: E402
-from src.model_utils.file_io import (claim_output_folder, remove_stale_temporaries, replace_folder,  # noqa: E402
-                                     temporary_folder, write_json_atomic)
+from src.model_utils.file_io import (claim_output_folder, remove_own_temporaries,  # noqa: E402
+                                     remove_stale_temporaries, replace_folder, temporary_folder, write_json_atomic)
 from src.infer.detect import EvalSettings, detect_images  # noqa: E402
 from src.infer.detector import build_detector  # noqa: E402
 from src.model_utils.config import ConfigError  # noqa: E402
@@ -75,7 +74,7 @@ class Drawer:
 
     They are drawn into a hidden temporary folder that replaces ``<save_result_dir>/visual`` when
     the run succeeds (``publish``), so an interrupted or failed run leaves the earlier drawings
-    as they were and no partial set.
+    as they were and no partial set (the caller removes the temporary folder however it ends).
     """
 
     def __init__(self, cfg, data, folder):
@@ -99,9 +98,6 @@ class Drawer:
         replace_folder(self.folder, self.target)
         self.folder = self.target
 
-    def discard(self):
-        if self.folder != self.target:
-            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def run_eval(cfg):
@@ -137,7 +133,7 @@ def _evaluate(cfg, settings, data, out_dir, t_start):
 
     evaluate = cfg.run_mode == "val" and cfg.enable_eval
     drawer = None
-    try:
+    try:  # (whatever happens, no temporary drawing folder stays)
         if cfg.visual_image:
             drawer = Drawer(cfg, data, os.path.join(out_dir, "visual"))
         records, timing = detect_images(data.images, data.image_path, lambda inp, meta: detector(inp), settings,
@@ -153,8 +149,7 @@ def _evaluate(cfg, settings, data, out_dir, t_start):
             drawer.publish()
             logger.info("drawings of %d images in %s", drawer.count, drawer.folder)
     finally:
-        if drawer is not None:
-            drawer.discard()
+        remove_own_temporaries(out_dir, "visual")
     logger.info("results: %s (%d detections)", results_path, len(records))
 
     summary = {"results": results_path, "metrics": None, "stats": None, "timing": timing, "data_s": data_s,

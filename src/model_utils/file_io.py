@@ -135,6 +135,19 @@ def remove_stale_temporaries(folder, name=""):
     return removed
 
 
+def remove_own_temporaries(folder, name):
+    """Delete this process's temporaries ``.tmp-<pid>-<name>*`` in ``folder`` (a run that failed or was
+    interrupted, wherever it was, even between creating one and keeping its name)."""
+    prefix = ".tmp-%d-%s" % (os.getpid(), name)
+    for entry in os.listdir(folder) if os.path.isdir(folder) else []:
+        if entry.startswith(prefix):
+            path = os.path.join(folder, entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.remove(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path, suffix="", durable=False, nbytes=None, what="file", setting=None):
     """Yield a temporary path to write; rename it onto ``path`` when the block succeeds.

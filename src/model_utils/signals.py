@@ -93,6 +93,15 @@ def _unraisable(info):
     _state["unraisable"](info)
 
 
+def _forked_child():
+    """A forked worker (data reading, MindSpore's pipeline) has no watcher: SIGTERM ends it quietly, as by
+    default (multiprocessing's terminate, PR_SET_PDEATHSIG); Ctrl-C stays blocked, for the main process."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+    sys.unraisablehook = _state["unraisable"]
+    _state.update(watcher=None, main=None, working=False)
+
+
 def install(preload=()):
     """Take Ctrl-C and SIGTERM away from C handlers; until ``ready``, either ends the process at once.
 
@@ -112,6 +121,7 @@ def install(preload=()):
     _state["unraisable"], sys.unraisablehook = sys.unraisablehook, _unraisable
     _state["main"] = _thread.get_ident()  # signal.signal above succeeded: this is the main thread
     _state["watcher"] = _thread.start_new_thread(_watch, ())
+    os.register_at_fork(after_in_child=_forked_child)
     for name in preload:
         importlib.import_module(name)
 
