@@ -16,19 +16,25 @@ an exported model instead of the checkpoint, through the same pre- and post-proc
 (src/infer/predictor.py). Images of many sizes (keep_res, multi_scales) run through one graph
 compiled with a free input height/width (docs/EVALUATION.md).
 """
-import logging
-import os
-import sys
-import time
+from src.model_utils import signals
 
-from src.data.coco import CocoData, DataError, resolve_data_paths
-from src.infer.coco_eval import coco_evaluate, metrics_document
-from src.model_utils.file_io import write_json_atomic
-from src.infer.detect import EvalSettings, detect_images
-from src.infer.predictor import build_predictor, describe, model_choice
-from src.model_utils.entry import entry_main
-from src.infer.soft_nms import warn_if_not_compiled
-from src.visual import draw_detections, draw_ground_truth, save_image
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from src.data.coco import CocoData, DataError, resolve_data_paths  # noqa: E402
+from src.infer.coco_eval import coco_evaluate, metrics_document  # noqa: E402
+from src.model_utils.file_io import (claim_output_folder, remove_own_temporaries,  # noqa: E402
+                                     remove_stale_temporaries, replace_folder, temporary_folder, write_json_atomic)
+from src.infer.detect import EvalSettings, detect_images  # noqa: E402
+from src.infer.predictor import build_predictor, describe, model_choice  # noqa: E402
+from src.model_utils.entry import entry_main  # noqa: E402
+from src.infer.soft_nms import warn_if_not_compiled  # noqa: E402
+from src.visual import draw_detections, draw_ground_truth, save_image  # noqa: E402
 
 logger = logging.getLogger("eval")
 
@@ -65,10 +71,16 @@ def load_data(cfg, num_classes):
 
 
 class Drawer:
-    """visual_image: PNGs of the ground truth and of the predictions of every image."""
+    """visual_image: PNGs of the ground truth and of the predictions of every image.
+
+    They are drawn into a hidden temporary folder that replaces ``<save_result_dir>/visual`` when
+    the run succeeds (``publish``), so an interrupted or failed run leaves the earlier drawings
+    as they were and no partial set (the caller removes the temporary folder however it ends).
+    """
 
     def __init__(self, cfg, data, folder):
-        self.data, self.folder = data, folder
+        self.data, self.target = data, folder
+        self.folder = temporary_folder(folder)
         self.colors = cfg.eval_config.color_list
         self.score_thresh = cfg.eval_config.score_thresh
         self.count = 0
@@ -83,15 +95,29 @@ class Drawer:
         save_image(os.path.join(self.folder, stem + "_pred.png"), pred)
         self.count += 1
 
+    def publish(self):
+        replace_folder(self.folder, self.target)
+        self.folder = self.target
+
 
 def run_eval(cfg):
-    """Evaluate; returns a summary dict (paths, metrics or None, timings)."""
+    """Evaluate; returns a summary dict (paths, metrics or None, timings).
+
+    The result folder is checked (created, writable) and owned by this run (FolderLock) before
+    the network is built: a second evaluation into it is refused, naming this one.
+    """
     t_start = time.perf_counter()
     settings = EvalSettings(cfg)
     choice = model_choice(cfg)
     data = load_data(cfg, settings.num_classes)
-    data_s = time.perf_counter() - t_start
     out_dir = output_dir(cfg)
+    with claim_output_folder(out_dir, "--save_result_dir", "evaluation"):
+        remove_stale_temporaries(out_dir, "visual")  # drawings of a killed evaluation
+        return _evaluate(cfg, settings, choice, data, out_dir, t_start)
+
+
+def _evaluate(cfg, settings, choice, data, out_dir, t_start):
+    data_s = time.perf_counter() - t_start
     results_path = os.path.join(out_dir, RESULTS_NAME)
     logger.info("%s: %d images from %s (run_mode=%s, %s, scales %s, flip_test=%s, soft-NMS=%s, K=%d); %s",
                 data.ann_file, len(data), data.image_dir, cfg.run_mode,
@@ -103,26 +129,33 @@ def run_eval(cfg):
     detector = build_predictor(cfg, settings, data.images, choice)
     setup_s, setup_cpu_s = time.perf_counter() - t_build, time.process_time() - cpu_build
 
-    drawer = Drawer(cfg, data, os.path.join(out_dir, "visual")) if cfg.visual_image else None
-    records, timing = detect_images(data.images, data.image_path, lambda inp, meta: detector(inp), settings,
-                                    data.category_ids, on_image=drawer)
-    preparation = ("first call %.1f s" % detector.compile_s if choice.model else
-                   "%d graph(s) compiled in %.1f s" % (detector.graphs_compiled, detector.compile_s))
-    logger.info("detected %d images in %.1f s: %.2f images/s, network %.1f s; %d input shape(s), %s; %d detections",
-                timing["images"], timing["wall_s"], timing["images_per_s"], detector.forward_s,
-                len(detector.shapes), preparation, timing["detections"])
-    if drawer is not None:
-        logger.info("drawings of %d images in %s", drawer.count, drawer.folder)
-    if timing["skipped"]:
-        logger.warning("%d image(s) over dataset_config.max_image_pixels=%d skipped (listed above): they are left "
-                       "out of results.json and of the evaluation", timing["skipped"], settings.limits.max_pixels)
-    if timing["size_mismatch"]:
-        logger.warning("%d image(s) differ in size from the annotation file's width/height (listed above): their "
-                       "ground truth describes another picture", timing["size_mismatch"])
     evaluate = cfg.run_mode == "val" and cfg.enable_eval
-    if not records and not evaluate:  # (the evaluation says it too)
-        logger.warning("no detections at all on %d images: results.json is empty", timing["images"])
-    write_json_atomic(results_path, records)
+    drawer = None
+    try:  # (whatever happens, no temporary drawing folder stays)
+        if cfg.visual_image:
+            drawer = Drawer(cfg, data, os.path.join(out_dir, "visual"))
+        records, timing = detect_images(data.images, data.image_path, lambda inp, meta: detector(inp), settings,
+                                        data.category_ids, on_image=drawer)
+        preparation = ("first call %.1f s" % detector.compile_s if choice.model else
+                       "%d graph(s) compiled in %.1f s" % (detector.graphs_compiled, detector.compile_s))
+        logger.info("detected %d images in %.1f s: %.2f images/s, network %.1f s; %d input shape(s), %s; %d "
+                    "detections", timing["images"], timing["wall_s"], timing["images_per_s"], detector.forward_s,
+                    len(detector.shapes), preparation, timing["detections"])
+        if timing["skipped"]:
+            logger.warning("%d image(s) over dataset_config.max_image_pixels=%d skipped (listed above): they are "
+                           "left out of results.json and of the evaluation", timing["skipped"],
+                           settings.limits.max_pixels)
+        if timing["size_mismatch"]:
+            logger.warning("%d image(s) differ in size from the annotation file's width/height (listed above): "
+                           "their ground truth describes another picture", timing["size_mismatch"])
+        if not records and not evaluate:  # (the evaluation says it too)
+            logger.warning("no detections at all on %d images: results.json is empty", timing["images"])
+        write_json_atomic(results_path, records, setting="--save_result_dir")
+        if drawer is not None:
+            drawer.publish()
+            logger.info("drawings of %d images in %s", drawer.count, drawer.folder)
+    finally:
+        remove_own_temporaries(out_dir, "visual")
     logger.info("results: %s (%d detections)", results_path, len(records))
 
     summary = {"results": results_path, "metrics": None, "stats": None, "timing": timing, "data_s": data_s,
@@ -147,7 +180,7 @@ def run_eval(cfg):
             precision=choice.precision,
             keep_res=settings.keep_res, input_res_test=settings.input_res, multi_scales=settings.scales,
             flip_test=bool(cfg.flip_test), soft_nms=settings.soft_nms, K=cfg.eval_config.K,
-            max_per_image=settings.max_per_image), indent=2)
+            max_per_image=settings.max_per_image), indent=2, setting="--save_result_dir")
         summary["coco_eval_s"] = time.perf_counter() - t_eval
         logger.info("COCO evaluation in %.1f s; metrics: %s", summary["coco_eval_s"], metrics_path)
         summary.update(metrics=metrics_path, stats=stats)

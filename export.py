@@ -15,23 +15,29 @@ the standard DeformConv; written by src/deploy/onnx_export.py, needs the optiona
 MINDIR take any H, W (multiples of 32) with export_dynamic_shape=true (for keep_res inputs; the
 Ascend 310 chain keeps the fixed shape).
 """
-import logging
-import os
-import re
-import shutil
-import sys
-import tempfile
+from src.model_utils import signals
 
-import numpy as np
-import mindspore as ms
-from mindspore import Tensor
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
 
-from src.model_utils.file_io import atomic_path
-from src.infer.detector import build_eval_network, dynamic_input, dynamic_shape_blocker, exportable_with_dynamic_shape
-from src.model_utils.config import ConfigError, check_input_res
-from src.model_utils.device_adapter import set_device
-from src.model_utils.entry import entry_main
-from src.utils import CheckpointError
+import logging  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+
+import numpy as np  # noqa: E402
+import mindspore as ms  # noqa: E402
+from mindspore import Tensor  # noqa: E402
+
+from src.model_utils.file_io import atomic_path, prepare_output_folder  # noqa: E402
+from src.infer.detector import (build_eval_network, dynamic_input, dynamic_shape_blocker,  # noqa: E402
+                                exportable_with_dynamic_shape)
+from src.model_utils.config import ConfigError, check_input_res  # noqa: E402
+from src.model_utils.device_adapter import set_device  # noqa: E402
+from src.model_utils.entry import entry_main  # noqa: E402
+from src.utils import CheckpointError  # noqa: E402
 
 logger = logging.getLogger("export")
 
@@ -82,11 +88,17 @@ def export_path(cfg):
     return name + ext
 
 
+def parameter_nbytes(net):
+    """Bytes of the parameters of ``net``: about the size of its exported model."""
+    return sum(int(p.data.nbytes) for p in net.get_parameters())
+
+
 def export_network(net, path, example, file_format):
     """ms.export ``net`` for the input Tensor ``example`` (a value, or ``dynamic_input()`` for a free
     height/width) onto ``path`` through a hidden temporary beside it (src.model_utils.file_io.atomic_path)."""
     ext = EXTENSIONS[file_format]
-    with atomic_path(path, suffix=ext) as tmp:  # ms.export keeps a name that already ends in ext
+    with atomic_path(path, suffix=ext, nbytes=parameter_nbytes(net), what="model",
+                     setting="--export_name") as tmp:  # ms.export keeps a name that already ends in ext
         staging = None
         target = tmp
         if not MS_SAFE_FILE_NAME.match(tmp):
@@ -107,7 +119,11 @@ def export_network(net, path, example, file_format):
 
 
 def run_export(cfg):
+    """Export; the target folder is checked (writable, room for the parameters) before the export runs."""
     check_export_config(cfg)
+    path = export_path(cfg)
+    folder = os.path.dirname(os.path.abspath(path))
+    prepare_output_folder(folder, "--export_name", create=False)
     calibration = None
     if cfg.export_quantize == "int8":  # read before anything is built or written: a bad source leaves no file
         from src.deploy.quantize import calibration_from_config
@@ -116,8 +132,8 @@ def run_export(cfg):
     set_device(cfg)
     num_classes = cfg.dataset_config.num_classes
     net = build_eval_network(cfg, num_classes, cfg.export_load_ckpt)
+    prepare_output_folder(folder, "--export_name", need=parameter_nbytes(net), create=False)
     shape = (1, 3) + tuple(cfg.export_config.input_res)
-    path = export_path(cfg)
     if cfg.export_format == "ONNX":
         from src.deploy.onnx_export import export_onnx
         export_onnx(net, path, cfg.export_config.input_res, cfg.export_dynamic_shape,

@@ -19,29 +19,40 @@ unreadable image stops the run, naming the file (exit 2).
 Each file is written to a temporary name and renamed; earlier .bin/.json files in images/
 and meta/ are removed first, so the folder holds exactly this run's images.
 """
-import glob
-import logging
-import os
-import sys
-import time
+from src.model_utils import signals
 
-from src.data.coco import DataError
-from src.model_utils.file_io import write_array_atomic, write_json_atomic
-from src.data.image_file import TOO_MANY_PIXELS, ImageFileError, image_limits, read_image
-from src.image import preprocess_test_image
-from src.data.prefetch import Prefetcher
-from src.deploy.chain import IMAGES_DIR, INFO_NAME, META_DIR, chain_data, input_resolution
-from src.model_utils.entry import entry_main
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
+
+import glob  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+from src.data.coco import DataError  # noqa: E402
+from src.model_utils.file_io import claim_output_folder, write_array_atomic, write_json_atomic  # noqa: E402
+from src.data.image_file import TOO_MANY_PIXELS, ImageFileError, image_limits, read_image  # noqa: E402
+from src.image import preprocess_test_image  # noqa: E402
+from src.data.prefetch import Prefetcher  # noqa: E402
+from src.deploy.chain import IMAGES_DIR, INFO_NAME, META_DIR, chain_data, input_resolution  # noqa: E402
+from src.model_utils.entry import entry_main  # noqa: E402
 
 logger = logging.getLogger("preprocess")
 
 
 def run_preprocess(cfg):
+    """Write the inputs; pre_result_path is checked and owned by this run (FolderLock) before any image is read."""
     res = input_resolution(cfg)  # a bad size fails before the images are checked
     data = chain_data(cfg)
     if not data.images:
         raise DataError("%s lists no images" % data.ann_file)
     data.check_images()
+    with claim_output_folder(cfg.pre_result_path, "--pre_result_path", "preprocessing"):
+        return _preprocess(cfg, data, res)
+
+
+def _preprocess(cfg, data, res):
     ds = cfg.dataset_config
     out = cfg.pre_result_path
     image_out, meta_out = os.path.join(out, IMAGES_DIR), os.path.join(out, META_DIR)
@@ -62,8 +73,8 @@ def run_preprocess(cfg):
             return entry["id"]
         inp, meta = preprocess_test_image(image, 1.0, False, res, ds.mean, ds.std, cfg.net_config.down_ratio)
         meta.update(image_id=entry["id"], file_name=entry["file_name"])
-        write_array_atomic(os.path.join(image_out, "%d.bin" % entry["id"]), inp)
-        write_json_atomic(os.path.join(meta_out, "%d.json" % entry["id"]), meta)
+        write_array_atomic(os.path.join(image_out, "%d.bin" % entry["id"]), inp, setting="--pre_result_path")
+        write_json_atomic(os.path.join(meta_out, "%d.json" % entry["id"]), meta, setting="--pre_result_path")
         return None
 
     start = time.perf_counter()
@@ -75,7 +86,7 @@ def run_preprocess(cfg):
     info = {"input_shape": [1, 3] + res, "dtype": "float32", "num_images": count, "skipped": skipped,
             "ann_file": os.path.abspath(data.ann_file), "image_dir": os.path.abspath(data.image_dir),
             "run_mode": cfg.run_mode, "images_dir": IMAGES_DIR, "meta_dir": META_DIR}
-    write_json_atomic(os.path.join(out, INFO_NAME), info, indent=2)
+    write_json_atomic(os.path.join(out, INFO_NAME), info, indent=2, setting="--pre_result_path")
     logger.info("preprocessed %d images (%d skipped) in %.1f s -> %s (inputs %s float32) and %s", count,
                 len(skipped), time.perf_counter() - start, image_out, info["input_shape"], meta_out)
     return info

@@ -8,10 +8,15 @@ backend (scripts/run_distributed_train_{cpu,gpu,ascend_msrun}.sh) or an HCCL ran
 Ascend (scripts/run_distributed_train_ascend.sh). See docs/training_ops.md. The loop itself is
 src/train/trainer.py.
 """
-import logging
-import os
-import sys
-import time
+from src.model_utils import signals
+
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
+
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
 
 _PROCESS_START = time.time()  # before the slow imports: "seconds from start" figures include them
 

@@ -9,33 +9,41 @@ classes (``mindrecord_prefix`` in default_config.yaml). The layout and its reade
 src/data/mindrecord.py; the training pipeline that reads them is src/data/train_data.py
 (``create_train_dataset``, exposed here as the original's dataloader entry).
 """
-import collections
-import json
-import logging
-import multiprocessing
-import os
-import re
-import shutil
-import signal
-import sys
-import time
+from src.model_utils import signals
 
-import cv2
-import numpy as np
+if __name__ == "__main__":
+    signals.install(preload=("mindspore.mindrecord",))  # imported while signals are held
 
-from src.data.coco import DROP_REASONS, TRAIN_LAYOUT, CocoData, DataError
-from src.data.image_file import UNDECODABLE, ImageFileError, check_pixels, header_size, image_limits, read_file_bounded
-from src.data.mindrecord import (META_SUFFIX, SCHEMA, configured_prefix, dataset_size,  # noqa: F401  (the data entry)
-                                 meta_path, mindrecord_files, over_max_objs, read_meta)
-from src.data.shard_check import VERIFIED_SUFFIX, dataset_file_names, make_manifest
-from src.data.train_data import create_train_dataset  # noqa: F401  (the data entry, as the original's dataset.py)
-from src.model_utils.file_io import publish_folder, remove_stale_temporaries, temporary_folder
+import collections  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import shutil  # noqa: E402
+import signal  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from src.data.coco import DROP_REASONS, TRAIN_LAYOUT, CocoData, DataError  # noqa: E402
+from src.data.image_file import (UNDECODABLE, ImageFileError, check_pixels, header_size,  # noqa: E402
+                                 image_limits, read_file_bounded)
+from src.data.mindrecord import (META_SUFFIX, SCHEMA, configured_prefix, dataset_size,  # noqa: E402, F401
+                                 meta_path, mindrecord_files, over_max_objs, read_meta)  # (the data entry)
+from src.data.shard_check import VERIFIED_SUFFIX, dataset_file_names, make_manifest  # noqa: E402
+from src.data.train_data import create_train_dataset  # noqa: E402, F401  (the data entry, as the original's)
+from src.model_utils.file_io import (disk_full_error, prepare_output_folder, publish_folder,  # noqa: E402
+                                     remove_stale_temporaries, temporary_folder)
 
 LOGGER = logging.getLogger(__name__)
 
 CHUNK_IMAGES = 32            # images per worker task and per FileWriter call
 CHUNK_BYTES = 64 << 20       # flush rows to the writer past this many image bytes
 SIZE_MISMATCH = "size differs from the json"
+WRITER_MIN_FREE = 10 << 20   # MindSpore's FileWriter stops with less free (8 MB refused, 11 MB taken: measured, 2.8.0)
 
 
 # ----------------------------------------------------------------------------- conversion
@@ -108,6 +116,18 @@ def _chunked_results(items, limits, pool, workers):
             yield from pending.popleft().get()
     while pending:
         yield from pending.popleft().get()
+
+
+def estimated_nbytes(images, image_dir):
+    """About the free bytes converting ``images`` needs: their files' sizes, the index of each row and the
+    space MindSpore's writer insists on keeping free."""
+    total = 0
+    for image in images:
+        try:
+            total += os.stat(os.path.join(image_dir, image["file_name"])).st_size
+        except OSError:
+            continue  # skipped when read, with its reason
+    return total + 1024 * len(images) + WRITER_MIN_FREE
 
 
 def _make_row(image, data, objects, cat_index):
@@ -209,6 +229,7 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=
                        max_objs=None, limits=None):
     """Convert a COCO-format detection set to MindRecord shards; returns a summary dict.
 
+    The output folder is checked first (writable, room for about the images' bytes).
     Images are read as ``read_and_check`` says, within ``limits`` (src/data/image_file.py's
     ImageLimits; default: the yaml's). Unreadable/missing/undecodable images, anything not a
     regular file, and images whose size differs from the json's are skipped and counted
@@ -235,12 +256,25 @@ def coco_to_mindrecord(ann_file, image_dir, mindrecord_dir, prefix=None, shards=
     workers = int(workers) or os.cpu_count() or 1
     cat_index = {c["id"]: k for k, c in enumerate(categories)}
     created = not os.path.isdir(mindrecord_dir)
-    os.makedirs(mindrecord_dir, exist_ok=True)
+    need = estimated_nbytes(images, image_dir)
+    try:
+        prepare_output_folder(mindrecord_dir, "--mindrecord_dir", need=need)
+    except OSError:
+        if created and os.path.isdir(mindrecord_dir) and not os.listdir(mindrecord_dir):
+            os.rmdir(mindrecord_dir)
+        raise
     stale = remove_stale_temporaries(mindrecord_dir, prefix)
     tmp_dir = temporary_folder(os.path.join(mindrecord_dir, prefix))
     try:
-        written, skipped, objects, large = _write_shards(tmp_dir, prefix, shards, images, anns_by_image, cat_index,
-                                                         image_dir, workers, limits)
+        try:
+            written, skipped, objects, large = _write_shards(tmp_dir, prefix, shards, images, anns_by_image,
+                                                             cat_index, image_dir, workers, limits)
+        except RuntimeError as err:  # MindSpore's FileWriter reports a full disk so
+            if "No free disk" not in str(err):
+                raise
+            shutil.rmtree(tmp_dir, ignore_errors=True)  # before measuring the space free
+            raise disk_full_error(os.path.join(mindrecord_dir, prefix + "*"), need, what="MindRecord shards",
+                                  setting="--mindrecord_dir") from err
         summary = _summary(prefix, shards, categories, written, objects, skipped, stats, ann_file, image_dir,
                            max_objs)
         summary["images_over_max_image_pixels"] = large

@@ -3,12 +3,10 @@
 Checkpoints are written to a hidden temporary name in the target folder and renamed when
 complete, so a run killed at any moment never leaves a truncated file as the newest one.
 """
-import errno
 import glob
 import logging
 import os
 import re
-import shutil
 
 import mindspore as ms
 from mindspore import Tensor, nn
@@ -115,16 +113,6 @@ def select_weights(saved, choice, path):
     return chosen, True
 
 
-def _size_text(nbytes):
-    """'16.9 KB', '190.2 MB', '3.1 GB'."""
-    value, unit = nbytes / 1024.0, "KB"
-    for bigger in ("MB", "GB"):
-        if value < 1024:
-            break
-        value, unit = value / 1024.0, bigger
-    return "%.1f %s" % (value, unit)
-
-
 def _checkpoint_nbytes(cell, append_dict=None):
     """Approximate size in bytes of the checkpoint of ``cell`` (a Cell or a list of {"name", "data"})."""
     values = ([p.data for p in cell.get_parameters()] if isinstance(cell, nn.Cell)
@@ -132,29 +120,21 @@ def _checkpoint_nbytes(cell, append_dict=None):
     return sum(int(v.nbytes) for v in values) + 64 * len(values) + 64 * len(append_dict or {})
 
 
-def save_checkpoint_atomic(cell, path, append_dict=None):
+def save_checkpoint_atomic(cell, path, append_dict=None, setting="--save_checkpoint_path"):
     """ms.save_checkpoint through src.model_utils.file_io.atomic_path (flushed and renamed when complete).
 
     Neither a killed process nor a crashed machine leaves a truncated file under a checkpoint
     name, and a failed save leaves no temporary (MindSpore's own ``.tmp`` included). A full
     disk raises OSError naming the file, the space it needs and the space free.
     """
-    try:
-        with atomic_path(path, suffix=".ckpt", durable=True) as tmp:
-            try:
-                ms.save_checkpoint(cell, tmp, append_dict=append_dict)
-            finally:
-                inner = os.path.splitext(tmp)[0] + ".tmp"  # MindSpore writes here, then renames to tmp
-                if os.path.isfile(inner):
-                    os.remove(inner)
-    except OSError as err:
-        if err.errno != errno.ENOSPC:
-            raise
-        folder = os.path.dirname(os.path.abspath(path))
-        raise OSError("no space left on the device to save checkpoint %s: it needs about %s, %s are free in %s; "
-                      "free some space or choose another save_checkpoint_path"
-                      % (path, _size_text(_checkpoint_nbytes(cell, append_dict)),
-                         _size_text(shutil.disk_usage(folder).free), folder)) from err
+    with atomic_path(path, suffix=".ckpt", durable=True, nbytes=_checkpoint_nbytes(cell, append_dict),
+                     what="checkpoint", setting=setting) as tmp:
+        try:
+            ms.save_checkpoint(cell, tmp, append_dict=append_dict)
+        finally:
+            inner = os.path.splitext(tmp)[0] + ".tmp"  # MindSpore writes here, then renames to tmp
+            if os.path.isfile(inner):
+                os.remove(inner)
     return path
 
 

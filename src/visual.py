@@ -8,6 +8,8 @@ import os
 import cv2
 import numpy as np
 
+from src.model_utils.file_io import write_bytes_atomic
+
 
 def class_color(index, color_list):
     """BGR colour of contiguous class ``index`` from the RGB ``color_list``."""
@@ -65,9 +67,12 @@ def draw_detections(image, per_class, class_names, color_list, score_thresh):
     return out
 
 
-def save_image(path, image):
-    """Write ``image`` (PNG by extension); raise OSError when cv2 cannot."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if not cv2.imwrite(path, image):
-        raise OSError("cannot write image %s" % path)
-    return path
+def save_image(path, image, setting="--save_result_dir"):
+    """Write ``image`` (format by extension) atomically; raise OSError when cv2 cannot encode it.
+
+    A full disk raises src.model_utils.file_io.DiskFullError naming the file and the space free.
+    """
+    ok, data = cv2.imencode(os.path.splitext(path)[1] or ".png", image)
+    if not ok:
+        raise OSError("cannot encode image %s" % path)
+    return write_bytes_atomic(path, data.tobytes(), setting)

@@ -167,6 +167,28 @@ def two_hosts():
         yield hosts
 
 
+@pytest.fixture
+def small_disk(tmp_path):
+    """``small_disk(size, read_only=False)``: a folder on a real tmpfs of ``size`` ("1m"), unmounted at
+    teardown. Mounting needs root: ``missing`` otherwise."""
+    import subprocess
+    mounts = []
+
+    def mount(size, read_only=False):
+        folder = tmp_path / ("disk%d" % len(mounts))
+        folder.mkdir()
+        options = "size=%s%s" % (size, ",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True,
+                              text=True)
+        if done.returncode:
+            missing("cannot mount a tmpfs (needs root): %s" % done.stderr.strip())
+        mounts.append(folder)
+        return folder
+    yield mount
+    for folder in mounts:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def mindspore_cpu():
     """Every test runs MindSpore on CPU in graph mode."""

@@ -205,6 +205,25 @@ def test_failure_mid_write_leaves_no_partial_output(synthetic_coco, tmp_path, mo
     assert not os.path.exists(fresh)
 
 
+def test_a_disk_without_room_for_the_shards(synthetic_coco, small_disk, monkeypatch):
+    """Fault: converting onto a disk without room (a real 1 MB tmpfs), or one that fills during the conversion | before any image is read: 'not enough space in <folder> (--mindrecord_dir) to start: it needs about 10.2 MB, 1.0 MB are free'; filling: 'no space left on the device to save MindRecord shards <folder>/<prefix>*: ...'; no shard, no temporary folder."""
+    from src.model_utils.file_io import DiskFullError
+    disk = small_disk("1m")
+    with pytest.raises(DiskFullError, match=r"^not enough space in %s \(--mindrecord_dir\) to start: it needs about "
+                                            r"10\.\d MB, 1\.0 MB are free; free some space or choose another "
+                                            r"--mindrecord_dir$" % re.escape(str(disk / "mr"))):
+        D.coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, str(disk / "mr"), "p.mind",
+                             shards=2, workers=1)
+    assert os.listdir(disk) == []
+    monkeypatch.setattr(D, "estimated_nbytes", lambda images, image_dir: 0)  # the disk fills after the check
+    with pytest.raises(DiskFullError, match=r"^no space left on the device to save MindRecord shards %s: it needs "
+                                            r"more than was free, 1\.0 MB are free in %s; "
+                                            % (re.escape(str(disk / "p.mind*")), re.escape(str(disk)))):
+        D.coco_to_mindrecord(synthetic_coco.train_ann, synthetic_coco.train_images, str(disk), "p.mind",
+                             shards=2, workers=1)
+    assert os.listdir(disk) == []
+
+
 def test_all_images_unreadable_is_an_error_without_output(synthetic_coco, tmp_path):
     """Bad input: no readable image at all | an error naming the image folder; nothing written."""
     ann_file, image_dir = _copy_coco(synthetic_coco, str(tmp_path))

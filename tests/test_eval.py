@@ -3,6 +3,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -121,7 +122,7 @@ def test_eval_writes_results_and_metrics(synthetic_coco, ckpt, tmp_path, capsys)
     assert {r["category_id"] for r in results} <= {3, 7, 12, 20, 41}
     assert set(results[0]) == {"image_id", "category_id", "bbox", "score"}
     assert max(sum(r["image_id"] == i for r in results) for i in {r["image_id"] for r in results}) <= 100
-    assert sorted(os.listdir(out)) == ["metrics.json", "results.json"]
+    assert sorted(os.listdir(out)) == [".lock", "metrics.json", "results.json"]  # .lock: FolderLock of the run
 
     # Against ground truth made of its own (altered) detections the network scores between 0 and 1,
     # and metrics.json holds exactly what COCOeval computes from results.json.
@@ -159,7 +160,7 @@ def test_eval_keep_res_test_mode_and_drawings(synthetic_coco, ckpt, tmp_path):
     shapes = {((i["height"] | 31) + 1, (i["width"] | 31) + 1) for i in doc["images"]}
     assert summary["input_shapes"] == len(shapes) and summary["graphs_compiled"] == 1
     assert summary["dynamic_shape"] == (len(shapes) > 1) and summary["metrics"] is None
-    assert file_names(out) == ["results.json", "visual"]
+    assert file_names(out) == [".lock", "results.json", "visual"]
     results = json.loads((out / "results.json").read_text())
     assert {r["image_id"] for r in results} == {doc["images"][0]["id"], doc["images"][1]["id"]}
     stems = [os.path.splitext(i["file_name"])[0] for i in doc["images"]]
@@ -202,10 +203,11 @@ def test_empty_detections_are_reported_not_a_crash(synthetic_coco, tmp_path, cap
 
 
 def _assert_failed_cleanly(code, out, capsys, *fragments):
-    """Non-zero exit, no result files (nor temporaries), an ERROR log line naming every fragment."""
+    """Non-zero exit, no result files (nor temporaries; the run's .lock stays), an ERROR log line naming every
+    fragment."""
     assert code != 0
     assert not os.path.exists(out / "results.json") and not os.path.exists(out / "metrics.json")
-    assert [n for n in file_names(out) if n.startswith(".")] == []
+    assert [n for n in file_names(out) if n.startswith(".") and n != ".lock"] == []
     errors = [line for line in capsys.readouterr().err.splitlines() if " ERROR " in line]
     assert errors, "no error logged"
     for fragment in fragments:
@@ -297,3 +299,31 @@ def test_eval_skips_images_over_the_pixel_limit_and_warns_on_size_mismatches(syn
                                                                 other["width"], other["height"]) in err
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["num_images"] == 7 and metrics["num_skipped"] == 1
+
+
+def test_an_impossible_result_folder_is_refused_before_the_network_is_built(synthetic_coco, ckpt, tmp_path, capsys):
+    """Bad input: --save_result_dir is a file, or lies under a file | 'cannot write to <folder> (--save_result_dir): <file> is a file, not a folder; choose another --save_result_dir', exit 2, before the network is built or any image read."""
+    blocker = tmp_path / "out"
+    blocker.write_text("a file")
+    for folder in (blocker, blocker / "sub"):
+        code = eval_script.main(argv(dict(FIXED, device_target="CPU", data_dir=synthetic_coco.root,
+                                          load_checkpoint_path=ckpt, save_result_dir=str(folder))))
+        err = capsys.readouterr().err
+        assert code == 2 and "loaded" not in err
+        assert err.strip().endswith("ERROR centernet: cannot write to %s (--save_result_dir): %s is a file, not a "
+                                    "folder; choose another --save_result_dir" % (folder, blocker))
+    assert blocker.read_text() == "a file"
+
+
+def test_a_result_folder_in_use_by_another_evaluation_is_refused(synthetic_coco, ckpt, tmp_path, capsys):
+    """Bad input: --save_result_dir of an evaluation still running | '<folder> is in use by another evaluation (pid N on host H): wait for it to finish, or choose another --save_result_dir', exit 2, its files untouched."""
+    from src.model_utils.file_io import FolderLock
+    out = tmp_path / "out"
+    with FolderLock(str(out)).acquire("evaluation"):
+        (out / "results.json").write_text("[]")
+        code, _ = _run_eval(tmp_path, synthetic_coco, ckpt)
+        err = capsys.readouterr().err
+    assert code == 2 and "loaded" not in err
+    assert re.search(r"ERROR centernet: %s is in use by another evaluation \(pid %d on host .+\): wait for it to "
+                     r"finish, or choose another --save_result_dir$" % (re.escape(str(out)), os.getpid()), err.strip())
+    assert (out / "results.json").read_text() == "[]" and file_names(out) == [".lock", "results.json"]

@@ -2,6 +2,7 @@
 checkpoints refused cleanly."""
 import json
 import os
+import re
 
 import mindspore as ms
 import numpy as np
@@ -129,3 +130,29 @@ def test_checkpoint_of_a_shallower_network_is_refused(ckpt, tmp_path, capsys):
     with pytest.raises(CheckpointError, match="uninitialised"):
         build_eval_network(make_config(dict(FIXED, **deeper)), SYNTHETIC_CLASSES, ckpt)
     assert os.listdir(tmp_path) == []
+
+
+def test_a_disk_without_room_for_the_model(ckpt, small_disk, capsys):
+    """Fault: export.py onto a disk without room for the model, or a disk that fills while ms.export writes (a real 1 MB tmpfs) | before the export: 'not enough space in <folder> (--export_name) to start: it needs about 31.1 MB, 1.0 MB are free', exit 2; while writing: 'no space left on the device to save model <file>: it needs about 8.0 MB, ... are free'; nothing written."""
+    from export import export_network
+    from src.model_utils.file_io import DiskFullError
+    disk = small_disk("1m")
+    assert _export(disk, ckpt) == 2
+    assert re.search(r"ERROR centernet: not enough space in %s \(--export_name\) to start: it needs about 3\d\.\d MB, "
+                     r"1\.0 MB are free; free some space or choose another --export_name$" % re.escape(str(disk)),
+                     capsys.readouterr().err.strip())
+    net = nn.SequentialCell(nn.Dense(1024, 1024), nn.Dense(1024, 1024))  # 8 MB of parameters
+    with pytest.raises(DiskFullError, match=r"^no space left on the device to save model %s: it needs about 8\.0 MB, "
+                                            r"[\d.]+ [KM]B are free in " % re.escape(str(disk / "m.mindir"))):
+        export_network(net, str(disk / "m.mindir"), Tensor(np.zeros((1, 1024), np.float32)), "MINDIR")
+    assert os.listdir(disk) == []
+
+
+def test_an_export_name_under_a_file_is_refused_before_the_network_is_built(ckpt, tmp_path, capsys):
+    """Bad input: --export_name inside a path whose parent is a file | 'cannot write to <folder> (--export_name): <file> is a file, not a folder; choose another --export_name', exit 2, before the network is built."""
+    (tmp_path / "file").write_text("x")
+    assert _export(tmp_path, ckpt, export_name=str(tmp_path / "file" / "centernet")) == 2
+    err = capsys.readouterr().err
+    assert "ERROR centernet: cannot write to %s (--export_name): %s is a file, not a folder; choose another " \
+           "--export_name" % (tmp_path / "file", tmp_path / "file") in err
+    assert "loaded" not in err and os.listdir(tmp_path) == ["file"]

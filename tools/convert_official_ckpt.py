@@ -36,20 +36,25 @@ One file of about 560 lines on purpose: a standalone converter whose parts (the 
 the architecture read from a state dict, the mapping, reading .pth files) only make sense
 together, and which nothing else in the project imports.
 """
-import argparse
-import inspect
-import logging
-import os
-import re
-import sys
-from collections import OrderedDict
-from collections.abc import Mapping
+from src.model_utils import signals
 
-import numpy as np
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
+
+import argparse  # noqa: E402
+import inspect  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+import sys  # noqa: E402
+from collections import OrderedDict  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+
+import numpy as np  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from src.utils import CheckpointError
+from src.utils import CheckpointError  # noqa: E402
 
 logger = logging.getLogger("convert_official_ckpt")
 
@@ -496,7 +501,8 @@ def write_checkpoint(params, path, overwrite=False):
 
     if os.path.exists(path) and not overwrite:
         raise CheckpointError("output %s exists; pass --overwrite to replace it" % path)
-    save_checkpoint_atomic([{"name": name, "data": Tensor(value)} for name, value in params.items()], path)
+    save_checkpoint_atomic([{"name": name, "data": Tensor(value)} for name, value in params.items()], path,
+                           setting="--output")
     return path
 
 
@@ -550,13 +556,19 @@ def convert_file(args):
 
 
 def main(argv=None):
+    """Exit 0, 1 when the checkpoint cannot be converted, 2 for other bad input, 130/143 on Ctrl-C/SIGTERM."""
+    from src.model_utils.entry import guarded
     args = parse_args(argv)
-    try:
-        convert_file(args)
-    except CheckpointError as err:
-        logger.error("conversion failed, nothing written: %s", err)
-        return 1
-    return 0
+    refused = []
+
+    def action():
+        try:
+            convert_file(args)
+        except CheckpointError as err:
+            logger.error("conversion failed, nothing written: %s", err)
+            refused.append(err)
+    code = guarded(action)
+    return 1 if refused else code
 
 
 if __name__ == "__main__":

@@ -29,10 +29,15 @@ the file and counted: undecodable ones, anything not a regular file (a FIFO, a d
 files over dataset_config.max_image_mb and images over dataset_config.max_image_pixels (read from
 the header, before decoding). results.json is written atomically once every image is done.
 """
-import sys
+from src.model_utils import signals
 
-from src.infer.folder import run_detect
-from src.model_utils.entry import entry_main
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
+
+import sys  # noqa: E402
+
+from src.infer.folder import run_detect  # noqa: E402
+from src.model_utils.entry import entry_main  # noqa: E402
 
 
 def main(argv=None):

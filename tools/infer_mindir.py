@@ -13,16 +13,22 @@ shape, so each input's comes from preprocess.py's <meta_path>/<name>.json (inp_h
 inp_width; default meta_path: the meta/ folder beside input_path). One graph serves every shape.
 The runtime is src/deploy/runtimes.py (MindirModel); this file is its command line.
 """
-import argparse
-import glob
-import logging
-import os
-import sys
+from src.model_utils import signals
 
-from src.deploy.chain import META_DIR, infer_bin_folder, input_shape_from_meta
-from src.deploy.runtimes import MindirModel, is_dynamic, model_inputs  # noqa: F401  (model_inputs: tests)
-from src.model_utils.device_adapter import set_device
-from src.model_utils.entry import guarded, setup_logging
+if __name__ == "__main__":
+    signals.install(preload=("mindspore",))  # imported while signals are held
+
+import argparse  # noqa: E402
+import glob  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+from src.deploy.chain import META_DIR, infer_bin_folder, input_shape_from_meta  # noqa: E402
+from src.deploy.runtimes import MindirModel, is_dynamic, model_inputs  # noqa: E402, F401  (model_inputs: tests)
+from src.model_utils.device_adapter import set_device  # noqa: E402
+from src.model_utils.entry import guarded, setup_logging  # noqa: E402
+from src.model_utils.file_io import prepare_output_folder  # noqa: E402
 
 logger = logging.getLogger("infer_mindir")
 
@@ -48,6 +54,7 @@ def run(args):
     files = sorted(glob.glob(os.path.join(args.input_path, "*.bin")))
     if not files:
         raise FileNotFoundError("no .bin input files in %s" % args.input_path)
+    prepare_output_folder(args.output_path, "--output_path", create=False)
     set_device(args, args.device_target, args.device_id)
     model = MindirModel(args.mindir_path)
     if is_dynamic(model.shape):

@@ -11,18 +11,24 @@ wrong size is an error naming it. ``--runtime`` chooses ONNX Runtime (default) o
 ``--precision`` OpenVINO's bf16 (on a CPU with native bf16); each needs its optional package
 (onnxruntime, openvino). The runtimes are src/deploy/runtimes.py; this file is their command line.
 """
-import argparse
-import glob
-import logging
-import os
-import sys
+from src.model_utils import signals
 
-import numpy as np
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
 
-from src.deploy.chain import infer_bin_folder
-from src.deploy.runtimes import PRECISIONS, open_model
-from src.infer.predictor import RUNTIME_LABELS
-from src.model_utils.entry import guarded, setup_logging
+import argparse  # noqa: E402
+import glob  # noqa: E402
+import logging  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from src.deploy.chain import infer_bin_folder  # noqa: E402
+from src.deploy.runtimes import PRECISIONS, open_model  # noqa: E402
+from src.infer.predictor import RUNTIME_LABELS  # noqa: E402
+from src.model_utils.entry import guarded, setup_logging  # noqa: E402
+from src.model_utils.file_io import prepare_output_folder  # noqa: E402
 
 logger = logging.getLogger("infer_onnx")
 RUNTIMES = ("onnxruntime", "openvino")  # the runtimes of an ONNX model
@@ -51,6 +57,7 @@ def run(args):
     files = sorted(glob.glob(os.path.join(args.input_path, "*.bin")))
     if not files:
         raise FileNotFoundError("no .bin input files in %s" % args.input_path)
+    prepare_output_folder(args.output_path, "--output_path", create=False)
     runner = open_model(args.onnx_path, args.runtime, threads=args.threads, precision=args.precision)
     if None in runner.shape:
         raise ValueError("%s has a dynamic input shape %s; .bin inputs carry no shape: export with a fixed "

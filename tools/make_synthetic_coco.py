@@ -15,16 +15,21 @@ Everything derives from ``seed``: image ``i`` of a split uses its own generator
 ``default_rng([seed, split, i])``, so the output is byte-identical for the same arguments
 and independent of ``workers``.
 """
-import argparse
-import json
-import logging
-import math
-import multiprocessing
-import os
-import sys
+from src.model_utils import signals
 
-import cv2
-import numpy as np
+if __name__ == "__main__":
+    signals.install()  # before the imports below load MindSpore (src/model_utils/signals.py)
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import logging  # noqa: E402
+import math  # noqa: E402
+import multiprocessing  # noqa: E402
+import os  # noqa: E402
+import sys  # noqa: E402
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
 
 LOGGER = logging.getLogger("make_synthetic_coco")
 
@@ -324,6 +329,10 @@ def make_dataset(out, num_train, num_val, seed=0, workers=1, **options):
     try:
         next_id = make_split(out, "train", num_train, seed, opts, pool, 1)
         make_split(out, "val", num_val, seed, opts, pool, next_id)
+    except BaseException:
+        if pool:
+            pool.terminate()
+        raise
     finally:
         if pool:
             pool.close()
@@ -356,13 +365,12 @@ def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     args = vars(parse_args(argv))
     out, num_train, num_val, seed, workers = (args.pop(k) for k in ("out", "num_train", "num_val", "seed", "workers"))
-    try:
+    from src.model_utils.entry import guarded
+
+    def action():
         paths = make_dataset(out, num_train, num_val, seed, workers=workers, **args)
-    except ValueError as err:
-        LOGGER.error("%s", err)
-        return 2
-    print("wrote %s and %s" % (paths["train"], paths["val"]))
-    return 0
+        print("wrote %s and %s" % (paths["train"], paths["val"]))
+    return guarded(action)
 
 
 if __name__ == "__main__":

@@ -235,7 +235,7 @@ def export_onnx(eval_net, path, input_res, dynamic_shape=False, metadata=None):
     onnx = import_onnx()
     model = build_model(eval_net, input_res, dynamic_shape, metadata=metadata)
     onnx.checker.check_model(model, full_check=True)
-    with atomic_path(path, durable=True) as tmp:
+    with atomic_path(path, durable=True, nbytes=model.ByteSize(), what="model", setting="--export_name") as tmp:
         onnx.save_model(model, tmp)
     logger.info("ONNX graph: %d nodes (%d DeformConv), opset %d", len(model.graph.node),
                 sum(n.op_type == "DeformConv" for n in model.graph.node), OPSET)

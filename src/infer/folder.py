@@ -13,7 +13,7 @@ from src.data.image_file import file_header_size, list_image_files
 from src.infer.detect import EvalSettings, detect_images
 from src.infer.predictor import build_predictor, model_choice
 from src.model_utils.config import ConfigError
-from src.model_utils.file_io import write_json_atomic
+from src.model_utils.file_io import claim_output_folder, write_json_atomic
 from src.visual import draw_detections, save_image
 
 logger = logging.getLogger("detect_images")
@@ -49,11 +49,18 @@ def output_names(names):
 
 
 def run_detect(cfg):
+    """Detect; save_result_dir is checked and owned by this run (FolderLock) before the model is built."""
     settings = EvalSettings(cfg)
     choice = model_choice(cfg)
+    out_dir = cfg.save_result_dir or "."
+    list_images(cfg.image_dir)
+    with claim_output_folder(out_dir, "--save_result_dir", "detection"):
+        return _detect(cfg, settings, choice, out_dir)
+
+
+def _detect(cfg, settings, choice, out_dir):
     names = list_images(cfg.image_dir)
     class_names, category_ids, known_ids = class_info(cfg, settings.num_classes)
-    out_dir = cfg.save_result_dir or "."
     drawn_dir = os.path.join(out_dir, "images")
     png_names = output_names(names)
     entries = []
@@ -78,7 +85,7 @@ def run_detect(cfg):
     by_id = {e["id"]: e["file_name"] for e in entries}
     name_of = dict(zip(category_ids, class_names))
     results = [dict(file_name=by_id[r["image_id"]], category_name=name_of[r["category_id"]], **r) for r in records]
-    path = write_json_atomic(os.path.join(out_dir, "results.json"), results)
+    path = write_json_atomic(os.path.join(out_dir, "results.json"), results, setting="--save_result_dir")
     logger.info("%d images (%d skipped), %d detections (%d drawn at score >= %.2f): %s and %s/",
                 timing["images"] - timing["skipped"], timing["skipped"], len(results),
                 sum(r["score"] >= thresh for r in results), thresh, path, drawn_dir)

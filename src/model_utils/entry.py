@@ -3,10 +3,13 @@ import logging
 import os
 import sys
 
+from src.model_utils import signals
+
 logger = logging.getLogger("centernet")
 
 EXIT_USAGE = 2  # bad configuration, data or checkpoint: the message says what to change
-EXIT_INTERRUPTED = 130
+EXIT_INTERRUPTED = signals.EXIT_INTERRUPTED  # Ctrl-C: "interrupted"
+EXIT_TERMINATED = signals.EXIT_TERMINATED  # SIGTERM (outside training's graceful stop): "terminated"
 
 
 def setup_logging(level="INFO", log_file=None, rank=None):
@@ -36,17 +39,24 @@ def guarded(action):
 
     Every expected failure (configuration, data, checkpoint, file system, device: ValueError,
     OSError and RuntimeError with their subclasses) is logged as one line; the traceback is
-    logged at DEBUG level only. Ctrl-C gives 130.
+    logged at DEBUG level only. Ctrl-C gives "interrupted" and 130, SIGTERM "terminated" and 143
+    (src.model_utils.signals: installed by the entry script, released here once its imports are
+    done); whatever the action was writing is left as it was before (atomic writes, temporaries
+    removed on the way out).
     """
     try:
+        signals.ready()
         action()
     except (ValueError, OSError, RuntimeError) as err:
         logger.debug("details", exc_info=True)
         logger.error("%s", err)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        logger.error("interrupted")
-        return EXIT_INTERRUPTED
+    except (KeyboardInterrupt, signals.Terminated) as err:
+        logger.debug("details", exc_info=True)
+        logger.error("%s", "terminated" if isinstance(err, signals.Terminated) else "interrupted")
+        return signals.exit_code(err)
+    finally:
+        signals.hold()
     return 0
 
 

@@ -20,7 +20,7 @@ from src.centernet_det import CenterNetDet, StepOutputs
 from src.data.mindrecord import dataset_size, pipeline_error
 from src.data.train_data import Cursor, SamplePlan, create_train_dataset
 from src.model_utils.config import ConfigError
-from src.model_utils.file_io import FolderLock, remove_stale_temporaries
+from src.model_utils.file_io import FolderLock, prepare_output_folder, remove_stale_temporaries
 from src.train.amp import build_train_step
 from src.train.distributed import BufferAverager, RankAgreement
 from src.train.ema import TrainStepWithEMA, WeightEMA, check_ema_config
@@ -151,13 +151,18 @@ class Trainer:
     def _claim_output(self):
         """Make the checkpoint folder this run's, before anything in it is written or deleted.
 
-        The folder is locked for the run's life (FolderLock: a second run into it is refused with
-        the owner's pid and host). A fresh run (resume false) into a folder that already holds
-        checkpoints is refused: its pruning would delete them, or its own saves. In distributed
-        runs every rank stops when any rank refuses. Both refusals exit 2 (before training).
+        The folder (and the result folder) must be writable; it is locked for the run's life
+        (FolderLock: a second run into it is refused with the owner's pid and host). A fresh run
+        (resume false) into a folder that already holds checkpoints is refused: its pruning would
+        delete them, or its own saves. In distributed runs every rank stops when any rank refuses.
+        Both refusals exit 2 (before training).
         """
         problem = None
         try:
+            prepare_output_folder(self.ckpt_dir, "--save_checkpoint_path")
+            result_dir = os.path.dirname(self.csv_path)
+            if os.path.abspath(result_dir) != os.path.abspath(self.ckpt_dir):
+                prepare_output_folder(result_dir, "--save_result_dir")
             self.lock.acquire("training run", ": wait for it to finish, or choose another --save_checkpoint_path")
             found = [] if self.cfg.resume else list_checkpoints(self.ckpt_dir)
             if found:

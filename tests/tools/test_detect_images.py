@@ -39,7 +39,7 @@ def test_folder_detection_with_names_from_an_annotation_file(synthetic_coco, tmp
     assert "skipped: %s is 20000x20000 (400.0 megapixels), over dataset_config.max_image_pixels" % (
         folder / "huge.png") in err
     assert "3 images (4 skipped)" in err
-    assert file_names(out) == ["images", "results.json"]
+    assert file_names(out) == [".lock", "images", "results.json"]  # .lock: the FolderLock of the run
     assert file_names(out / "images") == sorted(os.path.splitext(n)[0] + ".png" for n in picked)
     results = json.loads((out / "results.json").read_text())
     assert {r["file_name"] for r in results} == set(picked)
