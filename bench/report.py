@@ -183,7 +183,7 @@ def rows(results):
             out.add("eval", "evaluation overhead: eval.py run (set-up excluded) / pure forward", "%.2f" % over["ratio"],
                     "%s, %d images, median of %d repetitions" % (over["config"], over["images"], over["runs"]),
                     _cmd_text(results["eval"]), headline=True)
-    for name in ("keep_res", "keep_res_openvino"):
+    for name in ("keep_res", "keep_res_openvino", "keep_res_onnxruntime"):
         if get(name):
             _keep_res_rows(out, name, get(name), _cmd_text(results[name]))
     fig = get("rss")
