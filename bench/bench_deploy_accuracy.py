@@ -42,6 +42,21 @@ BF16_AP_GOAL = 0.005
 INT8_AP_GOAL = 0.01
 
 
+def export_fp32(cfg, checkpoint, path):
+    """The checkpoint's fixed-shape fp32 ONNX at export_config.input_res, with export.py's metadata."""
+    num_classes = cfg.dataset_config.num_classes
+    return export_onnx(build_eval_network(cfg, num_classes, checkpoint), path, cfg.export_config.input_res, False,
+                       metadata={"num_classes": num_classes, "K": cfg.eval_config.K, "flip_test": cfg.flip_test})
+
+
+def validation_data(cfg, data_dir, num_classes, max_images=None):
+    """The validation set of ``data_dir`` (or eval_ann_file / eval_image_dir), as eval.py reads it."""
+    data = CocoData(*resolve_data_paths(data_dir, "val", cfg.eval_ann_file, cfg.eval_image_dir))
+    data = data.select(cfg.eval_max_images if max_images is None else max_images)
+    data.check_num_classes(num_classes)
+    return data
+
+
 def export_models(overrides, cfg, settings, work):
     """{"fp32": path, "int8": path}: export.py's ONNX of the checkpoint and its int8 quantization."""
     from src.deploy.quantize import calibration_from_config, quantize_from_config
@@ -50,10 +65,7 @@ def export_models(overrides, cfg, settings, work):
                                          "--export_dynamic_shape=false",
                                          "--export_config.input_res=%s" % list(settings.input_res)])
     paths = {"fp32": os.path.join(work, "centernet.onnx"), "int8": os.path.join(work, "centernet_int8.onnx")}
-    num_classes = export_cfg.dataset_config.num_classes
-    export_onnx(build_eval_network(export_cfg, num_classes, cfg.load_checkpoint_path), paths["fp32"],
-                export_cfg.export_config.input_res, False,
-                metadata={"num_classes": num_classes, "K": export_cfg.eval_config.K, "flip_test": export_cfg.flip_test})
+    export_fp32(export_cfg, cfg.load_checkpoint_path, paths["fp32"])
     calibration = calibration_from_config(export_cfg, EvalSettings.for_export(export_cfg, False).prepare)
     quantize_from_config(export_cfg, paths["fp32"], paths["int8"], calibration)
     return paths
@@ -86,9 +98,7 @@ def run(args, overrides):
     if settings.keep_res or len(settings.scales) != 1:
         raise ConfigError("the export has one input size: set --eval_config.keep_res=false and one scale")
     set_device(cfg)
-    data = CocoData(*resolve_data_paths(cfg.data_dir, "val", cfg.eval_ann_file, cfg.eval_image_dir))
-    data = data.select(cfg.eval_max_images)
-    data.check_num_classes(settings.num_classes)
+    data = validation_data(cfg, cfg.data_dir, settings.num_classes)
     results = {"images": len(data), "config": " ".join(overrides), "calibration": {
         "images": cfg.quant_calibration_images, "source": cfg.quant_calibration_dir or cfg.mindrecord_dir,
         "method": cfg.quant_calibration, "float_layers": cfg.quant_float_layers}, "rows": {}}

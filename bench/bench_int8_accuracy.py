@@ -11,11 +11,10 @@ loop of eval.py (src.infer.detect.detect_images, src.deploy.runtimes.model_predi
 src.infer.coco_eval): the same pre- and post-processing, so only the model's arithmetic differs.
 Prints AP, AP50, the AP difference to fp32, file size and quantization time per model, and exits 1
 when the default variant (export.py's defaults) misses the goal of issue 21: int8 within
-``INT8_AP_GOAL`` AP of fp32. ``coco_ap`` (one model on one runtime) is reusable by other benchmarks;
-bench/bench_deploy_accuracy.py compares every runtime x precision with export.py's int8 defaults.
+``INT8_AP_GOAL`` AP of fp32. The export, the validation data and the evaluation are
+bench/bench_deploy_accuracy.py's, which compares every runtime x precision with export.py's int8 defaults.
 """
 import argparse
-import json
 import logging
 import os
 import sys
@@ -26,11 +25,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 import mindspore as ms  # noqa: E402,F401  (before onnx: the other import order breaks mindspore's protobuf modules)
 
-from src.data.coco import CocoData, resolve_data_paths  # noqa: E402
+from bench.bench_deploy_accuracy import evaluate, export_fp32, validation_data  # noqa: E402
 from src.deploy import runtimes  # noqa: E402
 from src.deploy.quantize import mindrecord_calibration, quantize_onnx  # noqa: E402
-from src.infer.coco_eval import coco_evaluate  # noqa: E402
-from src.infer.detect import EvalSettings, detect_images  # noqa: E402
+from src.infer.detect import EvalSettings  # noqa: E402
 from src.model_utils.config import get_config  # noqa: E402
 from src.model_utils.file_io import write_json_atomic  # noqa: E402
 
@@ -48,52 +46,30 @@ VARIANTS = {
 }
 
 
-def coco_ap(model_path, cfg, data_dir, runtime=None, precision=None, max_images=-1, **options):
-    """COCO bbox stats (dict by STAT_NAMES) of an exported model on ``data_dir``'s validation set.
-
-    ``cfg``: the configuration (get_config) whose test-time settings eval.py would use; ``runtime``
-    and ``precision`` go to src.deploy.runtimes.model_predictor when given (precision as its
-    option), ``options`` too (e.g. threads).
-    """
+def coco_ap(model_path, cfg, data, runtime=None, precision=None, **options):
+    """COCO bbox stats (dict by STAT_NAMES) of an exported model on ``data`` (validation_data), through
+    eval.py's detection loop and test-time settings of ``cfg``; ``runtime``, ``precision`` and ``options``
+    (e.g. threads) go to src.deploy.runtimes.model_predictor."""
     if runtime not in (None, "onnxruntime"):  # an .onnx opens in ONNX Runtime by default
         options["runtime"] = runtime
     if precision is not None:
         options["precision"] = precision
     settings = EvalSettings(cfg)
-    ann_file, image_dir = resolve_data_paths(data_dir, "val", "", "")
-    data = CocoData(ann_file, image_dir).select(max_images)
-    data.check_num_classes(settings.num_classes)
     predict = runtimes.model_predictor(model_path, settings.num_classes, cfg.flip_test, **options)
-    records, _ = detect_images(data.images, data.image_path, lambda inp, meta: predict(inp), settings,
-                               data.category_ids, progress=False)
-    stats, _ = coco_evaluate(data, records, [e["id"] for e in data.images])
+    stats, _ = evaluate(data, settings, predict)
     return stats
-
-
-def export_fp32(cfg, checkpoint, path):
-    """The checkpoint's fixed-shape fp32 ONNX at export_config.input_res, with export.py's metadata."""
-    from src.deploy.onnx_export import export_onnx
-    from src.infer.detector import build_eval_network
-    net = build_eval_network(cfg, cfg.dataset_config.num_classes, checkpoint)
-    return export_onnx(net, path, cfg.export_config.input_res, metadata={
-        "num_classes": cfg.dataset_config.num_classes, "K": cfg.eval_config.K, "flip_test": cfg.flip_test})
-
-
-def calibration_inputs(cfg, mindrecord_dir, count):
-    """``count`` training images pre-processed as export.py's calibration does (fixed input_res)."""
-    settings = EvalSettings(cfg, scales=[1.0], keep_res=False)
-    settings.input_res = list(cfg.export_config.input_res)
-    return mindrecord_calibration(mindrecord_dir, count, settings.prepare, cfg.mindrecord_prefix)
 
 
 def run(args):
     cfg = get_config(["--config_path=%s" % args.config_path, "--device_target=CPU"] + args.override)
     work = args.work or tempfile.mkdtemp(prefix="bench_int8_accuracy_")
     fp32 = export_fp32(cfg, args.checkpoint, os.path.join(work, "fp32.onnx"))
-    calibration = calibration_inputs(cfg, args.mindrecord_dir, args.calibration_images)
+    calibration = mindrecord_calibration(args.mindrecord_dir, args.calibration_images,
+                                         EvalSettings.for_export(cfg, False).prepare, cfg.mindrecord_prefix)
+    data = validation_data(cfg, args.data_dir, cfg.dataset_config.num_classes, args.max_images)
     rows = []
     for runtime in args.runtimes:
-        base = coco_ap(fp32, cfg, args.data_dir, runtime=runtime, max_images=args.max_images)
+        base = coco_ap(fp32, cfg, data, runtime=runtime)
         rows.append({"runtime": runtime, "model": "fp32", "AP": base["AP"], "AP50": base["AP50"], "dAP": 0.0,
                      "size_mb": os.path.getsize(fp32) / 2 ** 20, "quantize_s": 0.0})
         for name in args.variants:
@@ -101,7 +77,7 @@ def run(args):
             t0 = time.perf_counter()
             summary = quantize_onnx(fp32, path, calibration, **VARIANTS[name])
             quantize_s = time.perf_counter() - t0
-            stats = coco_ap(path, cfg, args.data_dir, runtime=runtime, max_images=args.max_images)
+            stats = coco_ap(path, cfg, data, runtime=runtime)
             rows.append({"runtime": runtime, "model": "int8 " + name, "AP": stats["AP"], "AP50": stats["AP50"],
                          "dAP": stats["AP"] - base["AP"], "size_mb": summary.size_bytes / 2 ** 20,
                          "quantize_s": quantize_s, "float_nodes": len(summary.float_nodes)})

@@ -12,9 +12,9 @@ or OpenVINO).
     runner(array)      one float32 (1, 3, H, W) input -> the list of the model's output arrays
     runner.check_shape(shape, source)   a ValueError naming ``source`` when ``shape`` does not fit
 
-The .bin runners of the Ascend 310 chain (tools/infer_mindir.py, tools/infer_onnx.py) and the
-folder detector (src/infer/folder.py, ``--onnx_model``) use them; ``model_predictor`` adapts a
-runner to the detection loop (src.infer.detect.detect_images). A runtime added later is one more
+The .bin runners of the Ascend 310 chain (tools/infer_mindir.py, tools/infer_onnx.py) and
+eval.py / tools/detect_images.py (src/infer/predictor.py, ``--infer_runtime``) use them;
+``model_predictor`` is the plain adapter of a runner to the detection loop (the benchmarks). A runtime added later is one more
 class with the same members and one more entry in ``RUNTIMES``.
 
 Precision (``PRECISIONS``, configuration key ``infer_precision``): every runtime computes in
